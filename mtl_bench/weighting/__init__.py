@@ -1,0 +1,7 @@
+"""Loss-weighting strategies: how per-task losses become one update. Independent of the sharing strategy."""
+
+from mtl_bench.registry import Registry
+
+WEIGHTINGS: Registry = Registry("weighting")
+
+from mtl_bench.weighting import ew  # noqa: E402,F401  (registers the strategies)

@@ -1,0 +1,110 @@
+"""From task specs to in-memory tensors: load the datasets, train the tokenizer, encode inputs and targets.
+
+The built-in data are small enough to live in memory as tensors, so batches are plain tensor indexing
+(no per-sample Python work), which keeps the data loader far ahead of the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mtl_bench.config.schema import DataConfig
+from mtl_bench.data.batches import TaskData
+from mtl_bench.data.text import decode, encode, train_tokenizer
+from mtl_bench.errors import UserError
+from mtl_bench.models.types import TEXT
+from mtl_bench.tasks import TASK_TYPES
+from mtl_bench.tasks.base import TaskContext, TaskType
+from mtl_bench.tasks.spec import TaskSpec
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class PreparedSuite:
+    tasks: dict[str, TaskType]  # task name -> task type instance, sorted by name
+    splits: dict[str, dict[str, TaskData]]  # task -> split -> data
+    fingerprint: str  # content fingerprint of the generated / loaded data
+    vocab_size: int
+
+
+def _label_names(feature: Any) -> list[str]:
+    """Class names of a ClassLabel column, or of the ClassLabel inside a Sequence / List column."""
+    inner = getattr(feature, "feature", feature)
+    return list(getattr(inner, "names", []) or [])
+
+
+def _column(ds: Any, column: str, spec: TaskSpec, field: str) -> Any:
+    if column not in ds.column_names:
+        raise UserError(
+            f"task {spec.name}: field {field!r} = {column!r}: no such column in dataset subset "
+            f"{spec.dataset.subset!r} (columns: {', '.join(ds.column_names)})"
+        )
+    return ds[column]
+
+
+def _pixels(values: Any) -> Tensor:
+    """uint8 [N, H, W, 3] or [N, T, H, W, 3] arrays -> channels-first uint8 tensors."""
+    array = torch.from_numpy(np.ascontiguousarray(np.asarray(values, dtype=np.uint8)))
+    return array.movedim(-1, -3).contiguous()
+
+
+def load_subsets(specs: list[TaskSpec], cfg: DataConfig) -> tuple[dict[str, Any], str]:
+    from mtl_bench.data.cache import load_shop  # heavy import (datasets), only when data is needed
+
+    sizes = {k: tuple(v) for k, v in cfg.sizes.items()} or None
+    data_dir = Path(cfg.dir).expanduser()
+    return load_shop(data_dir, seed=cfg.seed, sizes=sizes, image_size=cfg.image_size, num_frames=cfg.num_frames)
+
+
+def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
+    """Load every task's splits, fit the tokenizer on training texts, and encode everything as tensors."""
+    subsets, fingerprint = load_subsets(specs, cfg)
+    for spec in specs:
+        if spec.dataset.subset not in subsets:
+            raise UserError(
+                f"task {spec.name}: field 'dataset.subset' = {spec.dataset.subset!r}: "
+                f"expected one of {', '.join(sorted(subsets))}"
+            )
+    texts = []
+    for spec in specs:
+        train = subsets[spec.dataset.subset][spec.dataset.splits["train"]].with_format(None)
+        for modality, column in sorted(spec.inputs.items()):
+            if modality == TEXT:
+                texts += _column(train, column, spec, f"inputs.{modality}")
+        if spec.type == "captioning":
+            texts += _column(train, spec.target, spec, "target")
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    tokenize = partial(encode, tokenizer, max_len=cfg.max_text_len)
+    vocab_size = tokenizer.get_vocab_size()
+
+    tasks: dict[str, TaskType] = {}
+    splits: dict[str, dict[str, TaskData]] = {}
+    for spec in sorted(specs, key=lambda s: s.name):
+        subset = subsets[spec.dataset.subset]
+        train = subset[spec.dataset.splits["train"]]
+        ctx = TaskContext(
+            label_names=_label_names(train.features.get(spec.target)),
+            vocab_size=vocab_size,
+            max_text_len=cfg.max_text_len,
+            decode=partial(decode, tokenizer),
+        )
+        task = TASK_TYPES.get(spec.type)(spec, ctx)
+        tasks[spec.name] = task
+        splits[spec.name] = {}
+        for split in SPLITS:
+            ds = subset[spec.dataset.splits[split]].with_format("numpy")
+            inputs = {}
+            for modality, column in sorted(spec.inputs.items()):
+                values = _column(ds, column, spec, f"inputs.{modality}")
+                inputs[modality] = tokenize(list(values)) if modality == TEXT else _pixels(values)
+            target, refs = task.encode_targets(list(_column(ds, spec.target, spec, "target")), tokenize)
+            splits[spec.name][split] = TaskData(inputs, target, refs)
+    return PreparedSuite(tasks, splits, fingerprint, vocab_size)

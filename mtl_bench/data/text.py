@@ -1,0 +1,47 @@
+"""Word-level tokenisation with Hugging Face ``tokenizers``, trained on the training splits only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """A lower-casing word-level tokenizer; the special tokens get ids 0-3 in the order above."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, UNK], min_frequency=1)
+    tokenizer.train_from_iterator(sorted(texts), trainer=trainer)  # sorted: same vocabulary ids on every run
+    return tokenizer
+
+
+def encode(tokenizer: Tokenizer, texts: list[str], max_len: int, bos_eos: bool = False) -> torch.Tensor:
+    """Token ids [N, max_len], padded with PAD_ID and truncated; with bos_eos the rows are BOS w1 .. wk EOS."""
+    out = torch.full((len(texts), max_len), PAD_ID, dtype=torch.long)
+    room = max_len - 2 if bos_eos else max_len
+    for row, encoding in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):
+        ids = encoding.ids[:room]
+        if bos_eos:
+            ids = [BOS_ID, *ids, EOS_ID]
+        out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+def decode(tokenizer: Tokenizer, ids: torch.Tensor) -> list[str]:
+    """Strings from id rows, stopping at EOS and dropping special tokens."""
+    texts = []
+    for row in ids.tolist():
+        words = []
+        for i in row:
+            if i == EOS_ID:
+                break
+            if i > UNK_ID:
+                words.append(tokenizer.id_to_token(i))
+        texts.append(" ".join(words))
+    return texts

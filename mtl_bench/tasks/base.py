@@ -1,0 +1,81 @@
+"""The task-type interface: how one kind of task turns a dataset column into targets, a head, a loss and metrics.
+
+A task *type* is code (this file and its subclasses); a task *instance* is a YAML file whose fields fill TaskSpec.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from mtl_bench.config.schema import ModelConfig
+from mtl_bench.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from mtl_bench.data.batches import TaskData
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task type needs to know beyond its spec: the label names and the shared tokenizer."""
+
+    label_names: list[str]  # class or tag names (empty for captioning)
+    vocab_size: int
+    max_text_len: int
+    decode: Any = None  # callable ids -> list[str] (captioning)
+
+
+class TaskType(ABC):
+    """Base class of classification, captioning and tagging; subclasses register in ``TASK_TYPES``."""
+
+    head: ClassVar[str]  # name in the heads registry
+    directions: ClassVar[dict[str, bool]]  # metric name -> higher is better
+
+    def __init__(self, spec: TaskSpec, ctx: TaskContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    @classmethod
+    def metric_directions(cls) -> dict[str, bool]:
+        return dict(cls.directions)
+
+    @abstractmethod
+    def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, list[list[str]] | None]:
+        """Targets tensor from the dataset's target column (and text references, for captioning)."""
+
+    @abstractmethod
+    def build_head(self, cfg: ModelConfig) -> nn.Module:
+        """The task head, fed with the sharing strategy's Fused features."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """Training loss of one batch of this task."""
+
+    @abstractmethod
+    def all_metrics(self) -> dict[str, Any]:
+        """Every metric this type offers, by name (the spec picks a subset)."""
+
+    @abstractmethod
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+        """Predict a batch (eval mode) and update the metrics with it."""
+
+    @abstractmethod
+    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+        """Scores of the trivial predictor (fit on train, scored on test) under this task's metrics."""
+
+    def make_metrics(self) -> MetricCollection:
+        available = self.all_metrics()
+        return MetricCollection({name: available[name] for name in self.spec.metrics}, compute_groups=False)
+
+    def inputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The modality tensors of a batch, keyed by modality name."""
+        return {m: batch[m] for m in self.spec.modalities()}
+
+    @staticmethod
+    def scores(metrics: MetricCollection) -> dict[str, float]:
+        return {name: float(torch.as_tensor(value).float()) for name, value in metrics.compute().items()}

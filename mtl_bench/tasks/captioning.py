@@ -1,0 +1,58 @@
+"""Captioning (text generation): teacher-forced cross-entropy, BLEU-4 / ROUGE-L / CIDEr-D on decoded captions,
+most-frequent-caption trivial baseline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from mtl_bench.config.schema import ModelConfig
+from mtl_bench.data.batches import TaskData
+from mtl_bench.data.text import PAD_ID
+from mtl_bench.heads import HEADS
+from mtl_bench.metrics.captioning import caption_metrics
+from mtl_bench.tasks import TASK_TYPES
+from mtl_bench.tasks.base import TaskType
+
+
+@TASK_TYPES.register("captioning")
+class Captioning(TaskType):
+    head = "caption"
+    directions = {"bleu4": True, "rougeL": True, "cider": True}
+    beam_size = 1
+
+    def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, list[list[str]]]:
+        """Token ids [N, L] (BOS .. EOS, padded) and the caption strings as single references."""
+        texts = [str(c) for c in column]
+        return tokenize(texts, bos_eos=True), [[t.lower()] for t in texts]
+
+    def build_head(self, cfg: ModelConfig) -> nn.Module:
+        self.beam_size = cfg.beam_size
+        return HEADS.get(self.head)(
+            cfg.dim, self.ctx.vocab_size, layers=cfg.caption_layers, heads=cfg.heads,
+            max_len=self.ctx.max_text_len, dropout=cfg.dropout,
+        )
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        ids = batch["target"]
+        logits = model(self.spec.name, self.inputs(batch), ids=ids[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), ignore_index=PAD_ID)
+
+    def all_metrics(self) -> dict[str, Any]:
+        return dict(caption_metrics().items())
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+        features = model.features(self.spec.name, self.inputs(batch))
+        ids = model.heads[self.spec.name].generate(features, beam_size=self.beam_size)
+        metrics.update(self.ctx.decode(ids), batch["references"])
+
+    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+        """Every image gets the most frequent training caption."""
+        most_common = Counter(refs[0] for refs in train.references or []).most_common(1)[0][0]
+        metrics = self.make_metrics()
+        metrics.update([most_common] * len(test), test.references or [])
+        return self.scores(metrics)

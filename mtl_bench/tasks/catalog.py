@@ -1,0 +1,116 @@
+"""Finds task and suite YAML files and validates them: the task registry is data, task *types* are code.
+
+Tasks live in ``tasks/**/*.yaml`` and suites in ``tasks/suites/*.yaml`` of the repository (or of the folder named
+by ``MTL_BENCH_TASKS``). Every problem is a UserError naming the file, the field and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mtl_bench.errors import UserError
+from mtl_bench.registry import did_you_mean
+from mtl_bench.tasks.spec import ALLOWED_MODALITIES, SuiteSpec, TaskSpec
+
+
+def tasks_root() -> Path:
+    """The folder holding task YAML: $MTL_BENCH_TASKS, else the repository's top-level ``tasks/``."""
+    env = os.environ.get("MTL_BENCH_TASKS")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "tasks"
+    if not root.is_dir():
+        raise UserError(f"task folder {root} not found: set MTL_BENCH_TASKS to the folder holding task YAML files")
+    return root
+
+
+def _load(path: Path, model: type[BaseModel]) -> BaseModel:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        value = err.get("input") if err["type"] != "missing" else "(missing)"
+        raise UserError(f"{path}: field {field!r} = {value!r}: {err['msg']}") from None
+
+
+def _check_task(spec: TaskSpec, path: Path) -> None:
+    """Cross-field checks the schema alone cannot express, against the task type's own facts."""
+    from mtl_bench.tasks import TASK_TYPES  # local import: task types import heavier modules
+
+    if spec.type not in TASK_TYPES:
+        raise UserError(f"{path}: field 'type' = {spec.type!r}: {did_you_mean(spec.type, TASK_TYPES.names())}")
+    task_type = TASK_TYPES.get(spec.type)
+    for modality in spec.inputs:
+        if modality not in ALLOWED_MODALITIES:
+            hint = did_you_mean(modality, sorted(ALLOWED_MODALITIES))
+            raise UserError(f"{path}: field 'inputs' has unknown modality {modality!r}: {hint}")
+    known = task_type.metric_directions()
+    for metric in spec.metrics:
+        if metric not in known:
+            raise UserError(f"{path}: field 'metrics' has {metric!r}: {did_you_mean(metric, sorted(known))}")
+    if spec.main_score not in spec.metrics:
+        raise UserError(f"{path}: field 'main_score' = {spec.main_score!r}: expected one of the task's metrics")
+    if known[spec.main_score] != spec.higher_is_better:
+        raise UserError(
+            f"{path}: field 'higher_is_better' = {spec.higher_is_better}: "
+            f"{spec.main_score} is {'higher' if known[spec.main_score] else 'lower'}-is-better"
+        )
+
+
+@lru_cache(maxsize=4)
+def _catalog(root: Path) -> tuple[dict[str, tuple[TaskSpec, Path]], dict[str, tuple[SuiteSpec, Path]]]:
+    tasks: dict[str, tuple[TaskSpec, Path]] = {}
+    suites: dict[str, tuple[SuiteSpec, Path]] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        is_suite = path.parent.name == "suites"
+        spec = _load(path, SuiteSpec if is_suite else TaskSpec)
+        table = suites if is_suite else tasks
+        if spec.name in table:
+            raise UserError(f"{path}: field 'name' = {spec.name!r}: already defined in {table[spec.name][1]}")
+        if not is_suite:
+            _check_task(spec, path)
+        table[spec.name] = (spec, path)
+    for suite, path in suites.values():
+        for name in suite.tasks:
+            if name not in tasks:
+                raise UserError(f"{path}: field 'tasks' has unknown task {name!r}: {did_you_mean(name, list(tasks))}")
+    return tasks, suites
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    return {name: spec for name, (spec, _) in sorted(_catalog(tasks_root())[0].items())}
+
+
+def all_suites() -> dict[str, SuiteSpec]:
+    return {name: spec for name, (spec, _) in sorted(_catalog(tasks_root())[1].items())}
+
+
+def get_suite(name: str) -> SuiteSpec:
+    suites = all_suites()
+    if name not in suites:
+        raise UserError(f"unknown suite {name!r}: {did_you_mean(name, list(suites))}")
+    return suites[name]
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}: {did_you_mean(name, list(tasks))}")
+    return tasks[name]
+
+
+def suite_tasks(name: str) -> list[TaskSpec]:
+    """The suite's tasks, sorted by name (every dict keyed by task is iterated in this order)."""
+    return sorted((get_task(t) for t in get_suite(name).tasks), key=lambda s: s.name)

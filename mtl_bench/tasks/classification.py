@@ -1,0 +1,49 @@
+"""Single-label classification: cross-entropy, accuracy and macro-F1, majority-class trivial baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from mtl_bench.config.schema import ModelConfig
+from mtl_bench.data.batches import TaskData
+from mtl_bench.heads import HEADS
+from mtl_bench.tasks import TASK_TYPES
+from mtl_bench.tasks.base import TaskType
+
+
+@TASK_TYPES.register("classification")
+class Classification(TaskType):
+    head = "classifier"
+    directions = {"accuracy": True, "macro_f1": True}
+
+    def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, None]:
+        return torch.as_tensor(column, dtype=torch.long), None
+
+    def build_head(self, cfg: ModelConfig) -> nn.Module:
+        return HEADS.get(self.head)(cfg.dim, len(self.ctx.label_names), dropout=cfg.dropout)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        return F.cross_entropy(model(self.spec.name, self.inputs(batch)), batch["target"])
+
+    def all_metrics(self) -> dict[str, Any]:
+        n = len(self.ctx.label_names)
+        return {
+            "accuracy": MulticlassAccuracy(num_classes=n, average="micro"),
+            "macro_f1": MulticlassF1Score(num_classes=n, average="macro"),
+        }
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+        metrics.update(model(self.spec.name, self.inputs(batch)).argmax(-1), batch["target"])
+
+    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+        """Every product gets the most frequent training class."""
+        majority = torch.bincount(train.target, minlength=len(self.ctx.label_names)).argmax()
+        metrics = self.make_metrics()
+        metrics.update(torch.full_like(test.target, int(majority)), test.target)
+        return self.scores(metrics)

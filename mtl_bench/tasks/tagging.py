@@ -1,0 +1,55 @@
+"""Multi-label tagging: binary cross-entropy, mAP and micro/macro F1, tag-prior trivial baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
+from mtl_bench.config.schema import ModelConfig
+from mtl_bench.data.batches import TaskData
+from mtl_bench.heads import HEADS
+from mtl_bench.tasks import TASK_TYPES
+from mtl_bench.tasks.base import TaskType
+
+
+@TASK_TYPES.register("tagging")
+class Tagging(TaskType):
+    head = "tagger"
+    directions = {"map": True, "micro_f1": True, "macro_f1": True}
+
+    def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, None]:
+        """Multi-hot float targets [N, K] from lists of tag ids."""
+        target = torch.zeros(len(column), len(self.ctx.label_names))
+        for row, tags in enumerate(column):
+            target[row, list(tags)] = 1.0
+        return target, None
+
+    def build_head(self, cfg: ModelConfig) -> nn.Module:
+        return HEADS.get(self.head)(cfg.dim, len(self.ctx.label_names), dropout=cfg.dropout)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        return F.binary_cross_entropy_with_logits(model(self.spec.name, self.inputs(batch)), batch["target"])
+
+    def all_metrics(self) -> dict[str, Any]:
+        k = len(self.ctx.label_names)
+        return {
+            "map": MultilabelAveragePrecision(num_labels=k, average="macro"),
+            "micro_f1": MultilabelF1Score(num_labels=k, average="micro"),
+            "macro_f1": MultilabelF1Score(num_labels=k, average="macro"),
+        }
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+        probs = torch.sigmoid(model(self.spec.name, self.inputs(batch)).float())
+        metrics.update(probs, batch["target"].long())
+
+    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+        """Every clip gets the training tag frequencies as scores (so F1 counts the tags present in over half)."""
+        prior = train.target.float().mean(0)
+        metrics = self.make_metrics()
+        metrics.update(prior.expand_as(test.target).clone(), test.target.long())
+        return self.scores(metrics)

@@ -1,0 +1,115 @@
+"""MLflow tracking through an explicit ``MlflowClient`` (no global active run, so parallel runs never mix).
+
+Default store: a sqlite file (``sqlite:///<cwd>/mlflow.db``) with artifacts beside it, no server needed;
+``--tracking-uri http://host:5000`` (or $MLFLOW_TRACKING_URI) points a team at a server instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+EXPERIMENT_PREFIX = "mtl-bench"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and tuples stay values."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    """For a sqlite store, artifacts go to ``mlartifacts/`` beside the database file (not into the cwd)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+class Tracker:
+    """One MLflow run: params, metrics, artifacts, status."""
+
+    def __init__(self, tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            root = _artifact_root(tracking_uri)
+            experiment_id = self.client.create_experiment(
+                experiment, artifact_location=f"{root}/{experiment}" if root else None
+            )
+        else:
+            experiment_id = found.experiment_id
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(flatten(params).items())]
+        for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(_safe(k), float(v), now, step or 0) for k, v in sorted(metrics.items())]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def log_artifact(self, path: str | Path) -> None:
+        self.client.log_artifact(self.run_id, str(path))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+def _safe(name: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . / and spaces."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)
+
+
+class EpochMetricsLogger(Logger):
+    """Lightning logger that forwards every logged value to our Tracker, with the epoch as MLflow step."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.tracker.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The resolved config is logged by the run itself, once."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        epoch = metrics.get("epoch")
+        values = {k: v for k, v in metrics.items() if k != "epoch"}
+        if values:
+            self.tracker.log_metrics(values, step=int(epoch) if epoch is not None else step)

@@ -1,0 +1,137 @@
+"""The body of a run: data, model, Lightning fit on train/validation, test of the best checkpoint, results, MLflow."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+
+from mtl_bench.config.schema import RunConfig
+from mtl_bench.data.datamodule import MultiTaskDataModule
+from mtl_bench.data.prepare import PreparedSuite, prepare_suite
+from mtl_bench.models.build import build_model
+from mtl_bench.results.io import write_json_atomic
+from mtl_bench.results.schema import Cost, MlflowInfo, Results, TaskResult
+from mtl_bench.tasks.catalog import get_suite, suite_tasks
+from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri
+from mtl_bench.training.checkpoint_io import AtomicCheckpointIO
+from mtl_bench.training.provenance import peak_memory_mb, provenance
+from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
+from mtl_bench.weighting import WEIGHTINGS
+
+
+def _trainer(cfg: RunConfig, out: Path, logger: Any, accelerator: str, precision: str, deterministic: bool) -> Any:
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=SCORE, mode="max", save_top_k=1, save_last=False
+    )
+    callbacks: list[Any] = [checkpoint]
+    if cfg.train.progress:
+        callbacks.append(RichProgressBar(leave=True))
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=cfg.train.devices,
+        precision=precision,
+        max_epochs=cfg.train.epochs,
+        limit_train_batches=cfg.train.limit_train_batches,
+        gradient_clip_val=cfg.train.grad_clip or None,
+        deterministic=deterministic,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+        enable_progress_bar=cfg.train.progress,
+        enable_model_summary=False,
+        log_every_n_steps=10**9,  # metrics are logged per epoch only
+        default_root_dir=str(out),
+    )
+
+
+def _task_results(prepared: PreparedSuite, system: MultiTaskSystem, best_epoch: int) -> dict[str, TaskResult]:
+    results = {}
+    for name, task in prepared.tasks.items():
+        data = prepared.splits[name]
+        results[name] = TaskResult(
+            type=task.spec.type,
+            version=task.spec.version,
+            main_score=task.spec.main_score,
+            higher_is_better=task.spec.higher_is_better,
+            metrics=system.test_scores[name],
+            trivial_baseline=task.trivial_baseline(data["train"], data["test"]),
+            best_val=system.val_history[best_epoch][name],
+        )
+    return results
+
+
+def fit_and_test(
+    cfg: RunConfig, out: Path, tracking_uri: str | None, accelerator: str, precision: str, deterministic: bool
+) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    specs = suite_tasks(cfg.suite)
+    prepared = prepare_suite(specs, cfg.data)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init does not depend on data preparation
+    model = build_model(cfg, prepared.tasks, prepared.vocab_size)
+    weighting = WEIGHTINGS.get(cfg.weighting.name)(sorted(prepared.tasks), **cfg.weighting.options)
+    datamodule = MultiTaskDataModule(prepared.splits, cfg.train.batch_size, cfg.train.mixing, cfg.seed)
+    steps = datamodule.steps_per_epoch() * cfg.train.epochs
+    system = MultiTaskSystem(model, prepared.tasks, weighting, cfg.train, total_steps=steps)
+
+    uri = tracking_uri or default_tracking_uri()
+    tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}", run_name=out.name, tags={"suite": cfg.suite})
+    config = cfg.model_dump(mode="json")
+    tracker.log_params(config)
+    tracker.log_params({"data_fingerprint": prepared.fingerprint})
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a rerun into the same folder starts clean
+    trainer = _trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic)
+    try:
+        start = time.perf_counter()
+        trainer.fit(system, datamodule=datamodule)
+        train_seconds = time.perf_counter() - start
+        trainer.test(system, datamodule=datamodule, ckpt_path="best", verbose=False)
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    scores = [selection_score(h, prepared.tasks) for h in system.val_history]
+    best_epoch = max(range(len(scores)), key=scores.__getitem__)
+    device = str(next(system.model.parameters()).device) if accelerator == "cpu" else f"cuda:{trainer.local_rank}"
+    params = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in weighting.parameters())
+    trainable = sum(p.numel() for p in [*model.parameters(), *weighting.parameters()] if p.requires_grad)
+    results = Results(
+        suite=cfg.suite,
+        suite_version=get_suite(cfg.suite).version,
+        seed=cfg.seed,
+        profile=cfg.profile,
+        config=config,
+        data_fingerprint=prepared.fingerprint,
+        tasks=_task_results(prepared, system, best_epoch),
+        cost=Cost(
+            params=params,
+            trainable_params=trainable,
+            train_seconds=round(train_seconds, 3),
+            samples_per_second=round(system.samples_seen / train_seconds, 2),
+            peak_memory_mb=round(peak_memory_mb(device), 1),
+            steps=trainer.global_step,
+        ),
+        mlflow=MlflowInfo(tracking_uri=uri, run_id=tracker.run_id),
+        provenance=provenance(device, deterministic),
+    ).model_dump(mode="json")
+    results_path = write_json_atomic(out / "results.json", results)
+    config_path = write_json_atomic(out / "config.json", config)
+    tracker.log_metrics(
+        {f"test/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["metrics"].items()}
+        | {f"trivial/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["trivial_baseline"].items()}
+        | {f"cost/{k}": v for k, v in results["cost"].items()},
+        step=cfg.train.epochs,
+    )
+    tracker.log_artifact(results_path)
+    tracker.log_artifact(config_path)
+    tracker.finish("FINISHED")
+    return results
+

@@ -1,0 +1,53 @@
+"""Rich terminal output: the results table at the end of a run, and the catalog of suites, tasks and components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{results['suite']} (seed {results['seed']}, {results['profile']} profile): test split")
+    for column in ("task", "metric", "score", "trivial"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for name, task in results["tasks"].items():
+        for metric, value in task["metrics"].items():
+            mark = " *" if metric == task["main_score"] else ""
+            table.add_row(name, metric + mark, f"{value:.4f}", f"{task['trivial_baseline'][metric]:.4f}")
+    console.print(table)
+    cost = results["cost"]
+    console.print(
+        f"* main score. params {cost['params']:,} (trainable {cost['trainable_params']:,}), "
+        f"train {cost['train_seconds']:.1f}s, {cost['samples_per_second']:.0f} samples/s, "
+        f"peak memory {cost['peak_memory_mb']:.0f} MB. MLflow run {results['mlflow']['run_id']}"
+    )
+
+
+def print_catalog(console: Console | None = None) -> None:
+    from mtl_bench.encoders import ENCODERS
+    from mtl_bench.fusion import FUSIONS
+    from mtl_bench.heads import HEADS
+    from mtl_bench.sharing import SHARINGS
+    from mtl_bench.tasks import TASK_TYPES
+    from mtl_bench.tasks.catalog import all_suites, all_tasks
+    from mtl_bench.weighting import WEIGHTINGS
+
+    console = console or Console()
+    tasks = all_tasks()
+    table = Table(title="suites and tasks")
+    for column in ("suite", "task", "version", "type", "inputs", "main score"):
+        table.add_column(column)
+    for suite in all_suites().values():
+        for name in suite.tasks:
+            spec = tasks[name]
+            arrow = "↑" if spec.higher_is_better else "↓"
+            inputs = "+".join(spec.modalities())
+            table.add_row(f"{suite.name} v{suite.version}", name, str(spec.version), spec.type, inputs,
+                          f"{spec.main_score} {arrow}")
+    console.print(table)
+    for kind, registry in [("task types", TASK_TYPES), ("encoders", ENCODERS), ("fusion", FUSIONS),
+                           ("sharing", SHARINGS), ("heads", HEADS), ("weighting", WEIGHTINGS)]:
+        console.print(f"[bold]{kind}[/bold]: {', '.join(registry.names())}")

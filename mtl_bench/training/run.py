@@ -1,0 +1,65 @@
+"""``run(cfg)``: one benchmark run from a resolved config to results.json and an MLflow run.
+
+Order matters for bad input: every name, file and the output folder are checked before any data is generated,
+any model is built, or anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtl_bench.config.schema import RunConfig
+from mtl_bench.errors import UserError
+from mtl_bench.fusion import FUSIONS
+from mtl_bench.sharing import SHARINGS
+from mtl_bench.tasks.catalog import get_suite, suite_tasks
+from mtl_bench.weighting import WEIGHTINGS
+
+
+def default_output_dir(cfg: RunConfig) -> Path:
+    return Path("runs") / cfg.suite / f"{cfg.sharing.name}-{cfg.fusion.name}-{cfg.weighting.name}" / f"seed{cfg.seed}"
+
+
+def check_writable(path: Path) -> None:
+    """Fail before training, not after, when results could not be written."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"--output-dir {path}: {probe} is not writable")
+
+
+def validate(cfg: RunConfig, output_dir: Path) -> None:
+    get_suite(cfg.suite)
+    suite_tasks(cfg.suite)
+    SHARINGS.get(cfg.sharing.name)
+    FUSIONS.get(cfg.fusion.name)
+    WEIGHTINGS.get(cfg.weighting.name)
+    check_writable(output_dir)
+
+
+def _trainer_settings(cfg: RunConfig) -> tuple[str, str, bool]:
+    """(accelerator, precision, deterministic): GPU with bf16 autocast when present, exact float32 on CPU."""
+    accelerator = cfg.train.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    return accelerator, precision, accelerator == "cpu"
+
+
+def run(cfg: RunConfig, output_dir: str | Path | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``."""
+    from mtl_bench.training.fit import fit_and_test  # heavy imports (lightning, datasets) after validation
+
+    out = Path(output_dir) if output_dir is not None else default_output_dir(cfg)
+    validate(cfg, out)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    accelerator, precision, deterministic = _trainer_settings(cfg)
+    return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic)

@@ -1,0 +1,117 @@
+"""The Lightning system: one step over a batch of every task, per-task metrics, best-checkpoint selection score.
+
+The model is a plain nn.Module (``models/multitask.py``); this class only adds the training recipe around it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from mtl_bench.config.schema import TrainConfig
+from mtl_bench.tasks.base import TaskType
+from mtl_bench.weighting.base import Weighting
+
+SCORE = "val/score"  # checkpoint selection: mean over tasks of the main score (negated when lower is better)
+
+
+def selection_score(scores: dict[str, dict[str, float]], tasks: dict[str, TaskType]) -> float:
+    """Mean over tasks of each main score, signed so that higher is always better."""
+    signed = [
+        scores[name][task.spec.main_score] * (1.0 if task.spec.higher_is_better else -1.0)
+        for name, task in sorted(tasks.items())
+    ]
+    return sum(signed) / len(signed)
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class MultiTaskSystem(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: dict[str, TaskType],
+        weighting: Weighting,
+        train: TrainConfig,
+        total_steps: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.weighting = weighting
+        self.tasks = dict(sorted(tasks.items()))
+        self.names = list(self.tasks)  # dataloader_idx -> task name, in the loaders' (sorted) order
+        self.train_cfg = train
+        self.total_steps = total_steps
+        self.val_metrics = nn.ModuleDict({n: t.make_metrics() for n, t in self.tasks.items()})
+        self.test_metrics = nn.ModuleDict({n: t.make_metrics() for n, t in self.tasks.items()})
+        self.val_history: list[dict[str, dict[str, float]]] = []  # per epoch: task -> metric -> value
+        self.test_scores: dict[str, dict[str, float]] = {}
+        self._epoch_losses: dict[str, list[Tensor]] = {n: [] for n in self.names}
+        self.samples_seen = 0
+
+    # training -------------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses = {name: self.tasks[name].loss(self.model, b) for name, b in sorted(batch.items()) if b is not None}
+        for name, loss in losses.items():
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"task {name}: loss is {loss.item()} at step {self.global_step}")
+            self._epoch_losses[name].append(loss.detach())
+        self.samples_seen += sum(len(b["target"]) for b in batch.values() if b is not None)
+        return self.weighting(losses)
+
+    def on_train_epoch_end(self) -> None:
+        means = {n: float(torch.stack(v).mean()) for n, v in self._epoch_losses.items() if v}
+        self.log_dict({f"train/{n}/loss": v for n, v in means.items()})
+        self.weighting.on_epoch_end(means)
+        self._epoch_losses = {n: [] for n in self.names}
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.train_cfg
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, cfg.warmup_steps, self.total_steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # evaluation -----------------------------------------------------------------------------------------------
+    def _update(self, metrics: nn.ModuleDict, batch: dict[str, Any], dataloader_idx: int) -> None:
+        name = self.names[dataloader_idx]
+        self.tasks[name].update_metrics(metrics[name], self.model, batch)
+
+    def _compute(self, metrics: nn.ModuleDict) -> dict[str, dict[str, float]]:
+        scores = {name: TaskType.scores(metrics[name]) for name in self.names}
+        for name in self.names:
+            metrics[name].reset()
+        return scores
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(self.val_metrics, batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self._compute(self.val_metrics)
+        self.val_history.append(scores)
+        flat = {f"val/{t}/{m}": v for t, ms in scores.items() for m, v in ms.items()}
+        flat[SCORE] = selection_score(scores, self.tasks)
+        self.log_dict(flat)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(self.test_metrics, batch, dataloader_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_scores = self._compute(self.test_metrics)
+        self.log_dict({f"test/{t}/{m}": v for t, ms in self.test_scores.items() for m, v in ms.items()})
