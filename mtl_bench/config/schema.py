@@ -6,6 +6,7 @@ then ``--set dotted.key=value`` overrides. The resolved config is logged to MLfl
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +17,8 @@ class _Frozen(BaseModel):
 
 
 class DataConfig(_Frozen):
-    dir: str = "~/.cache/mtl-bench/data"  # where generated / downloaded datasets are cached (Arrow)
+    # where generated / downloaded datasets are cached (Arrow); $MTL_BENCH_DATA overrides the default
+    dir: str = Field(default_factory=lambda: os.environ.get("MTL_BENCH_DATA", "~/.cache/mtl-bench/data"))
     seed: int = 0  # seed of the built-in generator; independent of the training seed so seeds share one dataset
     sizes: dict[str, tuple[int, int, int]] = Field(default_factory=dict)  # built-in subset -> (train, val, test)
     image_size: int = Field(32, ge=8)  # side of the square product images and video frames, pixels

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.data.datamodule import MultiTaskDataModule
@@ -24,14 +27,36 @@ from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
 from mtl_bench.weighting import WEIGHTINGS
 
 
-def _trainer(cfg: RunConfig, out: Path, logger: Any, accelerator: str, precision: str, deterministic: bool) -> Any:
-    checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=SCORE, mode="max", save_top_k=1, save_last=False
-    )
-    callbacks: list[Any] = [checkpoint]
+def quiet_libraries() -> None:
+    """Keep the terminal to our progress bar and table: no Lightning tips, no MLflow schema-migration lines."""
+    import mlflow  # noqa: F401  (mlflow sets its loggers' levels on import; ours must come after)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
+    warnings.filterwarnings("ignore", message=".*treespec.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*treespec.*", category=FutureWarning)
+
+
+def make_trainer(
+    cfg: RunConfig,
+    out: Path,
+    logger: Any,
+    accelerator: str,
+    precision: str,
+    deterministic: bool,
+    callbacks: list[Any] | None = None,
+    **overrides: Any,
+) -> L.Trainer:
+    """The Trainer of a run: best-validation checkpoint, atomic checkpoint writes, rich progress, epoch logging."""
+    callbacks = list(callbacks or [])
+    if overrides.get("limit_val_batches") != 0:
+        callbacks.append(
+            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=SCORE, mode="max", save_top_k=1)
+        )
     if cfg.train.progress:
         callbacks.append(RichProgressBar(leave=True))
-    return L.Trainer(
+    settings: dict[str, Any] = dict(
         accelerator=accelerator,
         devices=cfg.train.devices,
         precision=precision,
@@ -48,6 +73,7 @@ def _trainer(cfg: RunConfig, out: Path, logger: Any, accelerator: str, precision
         log_every_n_steps=10**9,  # metrics are logged per epoch only
         default_root_dir=str(out),
     )
+    return L.Trainer(**(settings | overrides))
 
 
 def _task_results(prepared: PreparedSuite, system: MultiTaskSystem, best_epoch: int) -> dict[str, TaskResult]:
@@ -69,6 +95,7 @@ def _task_results(prepared: PreparedSuite, system: MultiTaskSystem, best_epoch: 
 def fit_and_test(
     cfg: RunConfig, out: Path, tracking_uri: str | None, accelerator: str, precision: str, deterministic: bool
 ) -> dict[str, Any]:
+    quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     specs = suite_tasks(cfg.suite)
     prepared = prepare_suite(specs, cfg.data)
@@ -86,7 +113,7 @@ def fit_and_test(
     tracker.log_params({"data_fingerprint": prepared.fingerprint})
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a rerun into the same folder starts clean
-    trainer = _trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic)
+    trainer = make_trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic)
     try:
         start = time.perf_counter()
         trainer.fit(system, datamodule=datamodule)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
+def _console() -> Console:
+    """Full-width tables also when output goes to a file or pipe (rich would assume 80 columns)."""
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     table = Table(title=f"{results['suite']} (seed {results['seed']}, {results['profile']} profile): test split")
     for column in ("task", "metric", "score", "trivial"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
@@ -35,17 +42,17 @@ def print_catalog(console: Console | None = None) -> None:
     from mtl_bench.tasks.catalog import all_suites, all_tasks
     from mtl_bench.weighting import WEIGHTINGS
 
-    console = console or Console()
+    console = console or _console()
     tasks = all_tasks()
-    table = Table(title="suites and tasks")
-    for column in ("suite", "task", "version", "type", "inputs", "main score"):
-        table.add_column(column)
+    table = Table(title="suites and tasks", box=box.SIMPLE_HEAD)
+    for column in ("suite", "task (version)", "type", "inputs", "main score"):
+        table.add_column(column, no_wrap=True)
     for suite in all_suites().values():
         for name in suite.tasks:
             spec = tasks[name]
             arrow = "↑" if spec.higher_is_better else "↓"
             inputs = "+".join(spec.modalities())
-            table.add_row(f"{suite.name} v{suite.version}", name, str(spec.version), spec.type, inputs,
+            table.add_row(f"{suite.name} v{suite.version}", f"{name} ({spec.version})", spec.type, inputs,
                           f"{spec.main_score} {arrow}")
     console.print(table)
     for kind, registry in [("task types", TASK_TYPES), ("encoders", ENCODERS), ("fusion", FUSIONS),

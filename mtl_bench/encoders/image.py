@@ -1,0 +1,75 @@
+"""Image encoder: a small strided CNN whose output grid becomes patch tokens (the main compute cost on CPU)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mtl_bench.encoders import ENCODERS
+from mtl_bench.errors import UserError
+from mtl_bench.models.types import IMAGE, Tokens
+
+# ImageNet statistics: inputs arrive in [0, 1] and are normalised inside, so callers never have to.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 stride-2 conv -> GroupNorm -> ReLU: halves the side. GroupNorm keeps outputs independent of the batch,
+    which matters because the same encoder sees image batches and flattened video frames."""
+    groups = 8 if c_out % 8 == 0 else 1
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.GroupNorm(groups, c_out), nn.ReLU(inplace=True)
+    )
+
+
+@ENCODERS.register(IMAGE)
+class ImageEncoder(nn.Module):
+    """Float images [B, 3, H, W] in [0, 1] -> Tokens [B, grid*grid, D] (all real).
+
+    ``len(channels)`` stride-2 conv blocks, then a patchifying conv to ``dim`` that leaves a ``grid`` x ``grid`` map
+    (32x32 with the defaults: 16x16 -> 8x8 -> 4x4 = 16 tokens), plus learned row and column position embeddings.
+    """
+
+    modality: ClassVar[str] = IMAGE  # the input key this encoder reads
+
+    def __init__(
+        self,
+        dim: int,
+        image_size: int = 32,
+        channels: tuple[int, ...] = (32, 64),
+        dropout: float = 0.1,
+        grid: int = 4,
+    ) -> None:
+        super().__init__()
+        reduction = 2 ** len(channels) * grid
+        if not channels or image_size % reduction:
+            raise UserError(
+                f"image_size={image_size} must be a multiple of 2**len(channels) * grid = {reduction} "
+                f"(channels={tuple(channels)}, grid={grid})"
+            )
+        self.dim, self.image_size, self.grid = dim, image_size, grid
+        widths = (3, *channels)
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        patch = image_size // reduction
+        self.project = nn.Conv2d(widths[-1], dim, kernel_size=patch, stride=patch)
+        self.row = nn.Parameter(torch.randn(grid, 1, dim) * 0.02)
+        self.col = nn.Parameter(torch.randn(1, grid, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tokens:
+        if tuple(images.shape[-3:]) != (3, self.image_size, self.image_size):
+            raise UserError(
+                f"image encoder expects [B, 3, {self.image_size}, {self.image_size}] images, "
+                f"got shape {tuple(images.shape)}; set data.image_size to match"
+            )
+        x = self.project(self.features((images - self.mean) / self.std))  # [B, D, grid, grid]
+        x = x.flatten(2).transpose(1, 2)  # [B, grid*grid, D], row-major
+        position = (self.row + self.col).reshape(1, self.grid * self.grid, self.dim)
+        x = self.dropout(self.norm(x + position))
+        return Tokens(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))

@@ -1,0 +1,69 @@
+"""Video encoder: a per-frame image encoder (shareable with the image modality) plus a temporal transformer.
+
+Frame order matters for the tagging task (zoom-in vs zoom-out look alike frame by frame), hence the learned
+temporal position embedding and self-attention across frames.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mtl_bench.encoders import ENCODERS
+from mtl_bench.encoders.image import ImageEncoder
+from mtl_bench.errors import UserError
+from mtl_bench.fusion.functional import masked_mean
+from mtl_bench.models.types import VIDEO, Tokens
+
+
+@ENCODERS.register(VIDEO)
+class VideoEncoder(nn.Module):
+    """Frames [B, T, 3, H, W] in [0, 1] -> Tokens [B, T, D], one token per frame (all real).
+
+    Pass ``frame_encoder`` to share one ImageEncoder object with the image modality (its parameters then get
+    gradients from both); otherwise a private one is built with ``image_size``.
+    """
+
+    modality: ClassVar[str] = VIDEO  # the input key this encoder reads
+
+    def __init__(
+        self,
+        dim: int,
+        frame_encoder: ImageEncoder | None = None,
+        num_frames: int = 8,
+        layers: int = 1,
+        heads: int = 4,
+        dropout: float = 0.1,
+        image_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if frame_encoder is None:
+            frame_encoder = ImageEncoder(dim, image_size, dropout=dropout)
+        self.frame_encoder = frame_encoder
+        if getattr(self.frame_encoder, "dim", dim) != dim:
+            raise ValueError(f"frame encoder width {self.frame_encoder.dim} != video encoder width {dim}")
+        self.dim, self.num_frames = dim, num_frames
+        self.time = nn.Parameter(torch.randn(1, num_frames, dim) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        # nn.TransformerEncoder cannot run 0 layers (which the config allows): then only the final norm remains.
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, frames: Tensor) -> Tokens:
+        batch, steps = frames.shape[:2]
+        if steps > self.num_frames:
+            raise UserError(
+                f"video has {steps} frames but the video encoder was built with num_frames={self.num_frames}; "
+                "set data.num_frames to match"
+            )
+        per_frame = self.frame_encoder(frames.flatten(0, 1))  # Tokens [B*T, N, D]
+        x = masked_mean(per_frame.x, per_frame.mask).view(batch, steps, self.dim)
+        x = self.dropout(x + self.time[:, :steps])
+        if self.encoder is not None:
+            x = self.encoder(x)
+        return Tokens(self.norm(x), torch.ones(batch, steps, dtype=torch.bool, device=x.device))

@@ -1,0 +1,86 @@
+"""Pure tensor helpers behind the fusion modules (and every attention mask in the model).
+
+They hold no parameters, so they are unit-tested against hand-computed values and reused by encoders and heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_bench.errors import UserError
+from mtl_bench.models.types import Tokens
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the real tokens of each row of ``x`` [B, N, D] -> [B, D]; a row with no real token gives zeros.
+
+    >>> masked_mean(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[True, True, False]]))
+    tensor([[2.]])
+    """
+    weight = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+
+
+def concat_tokens(parts: Sequence[Tokens]) -> Tokens:
+    """Join token sequences along the sequence axis (features and masks alike)."""
+    return Tokens(torch.cat([p.x for p in parts], dim=1), torch.cat([p.mask for p in parts], dim=1))
+
+
+def concat_with_zeros(vectors: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+    """Concatenate one [B, D] vector per name in ``names`` order, with zeros for names missing from ``vectors``.
+
+    Gives a fixed-width input whatever subset of modalities a task supplies.
+
+    >>> concat_with_zeros({"b": torch.tensor([[1.0, 2.0]])}, ["a", "b"])
+    tensor([[0., 0., 1., 2.]])
+    """
+    like = next(iter(vectors.values()))
+    return torch.cat([vectors[n] if n in vectors else torch.zeros_like(like) for n in names], dim=-1)
+
+
+def gated_sum(vectors: Tensor, scores: Tensor) -> Tensor:
+    """Softmax-weighted sum of ``vectors`` [B, M, D] with one score per vector ``scores`` [B, M] -> [B, D].
+
+    >>> gated_sum(torch.tensor([[[2.0], [4.0]]]), torch.zeros(1, 2))
+    tensor([[3.]])
+    """
+    return (scores.softmax(dim=-1).unsqueeze(-1) * vectors).sum(dim=1)
+
+
+def key_padding_mask(mask: Tensor) -> Tensor:
+    """PyTorch's key padding mask (True = ignore) from a real-token mask (True = real) [B, N].
+
+    A row with no real token (an empty title) would make attention a softmax over only -inf, i.e. NaN; such rows
+    keep their first position visible instead, so the output stays finite (callers still carry the all-False mask).
+
+    >>> key_padding_mask(torch.tensor([[True, False], [False, False]]))
+    tensor([[False,  True],
+            [False,  True]])
+    """
+    ignore = ~mask
+    first = torch.zeros_like(ignore)
+    first[:, 0] = True
+    return ignore & ~(first & ignore.all(dim=1, keepdim=True))
+
+
+def present_modalities(inputs: Mapping[str, Tokens], modalities: Sequence[str], fusion: str) -> list[str]:
+    """The sorted modality names of ``inputs``; an error naming the fusion when the set is empty or unknown."""
+    names = sorted(inputs)
+    if not names:
+        raise UserError(f"fusion {fusion!r} got no inputs; a task must supply at least one of {sorted(modalities)}")
+    unknown = [n for n in names if n not in modalities]
+    if unknown:
+        raise UserError(
+            f"fusion {fusion!r} was built for modalities {sorted(modalities)} but got {unknown}; "
+            "build the model with every modality the tasks use"
+        )
+    return names
+
+
+def reject_options(kind: str, opts: Mapping[str, object]) -> None:
+    """Fail loudly on options a component does not take (a typo in ``options:`` would otherwise be ignored)."""
+    if opts:
+        raise UserError(f"{kind} got unknown options {sorted(opts)}")

@@ -1,0 +1,34 @@
+"""Hard parameter sharing: one backbone (encoders + fusion) serves every task; only the heads are per task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from mtl_bench.fusion.functional import reject_options
+from mtl_bench.models.backbone import Backbone
+from mtl_bench.models.types import Fused
+from mtl_bench.sharing import SHARINGS, check_task
+
+
+@SHARINGS.register("hard")
+class HardSharing(nn.Module):
+    """Every task runs the same backbone object, so every task's loss updates all of its parameters."""
+
+    def __init__(self, make_backbone: Callable[[], Backbone], tasks: list[str], **opts: object) -> None:
+        super().__init__()
+        reject_options("sharing 'hard'", opts)
+        self.tasks = sorted(tasks)
+        self.backbone = make_backbone()
+
+    def forward(self, task: str, inputs: dict[str, Tensor]) -> Fused:
+        check_task(task, self.tasks)
+        return self.backbone(inputs)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        check_task(task, self.tasks)
+        return []

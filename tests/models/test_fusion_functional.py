@@ -1,0 +1,62 @@
+"""The pure fusion helpers against hand-computed values."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+
+from mtl_bench.errors import UserError
+from mtl_bench.fusion import functional as F
+from mtl_bench.models.types import Tokens
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(F).failed == 0
+
+
+def test_masked_mean_ignores_padding_and_gives_zeros_for_empty_rows() -> None:
+    x = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [100.0, 100.0]], [[5.0, 5.0], [6.0, 6.0], [7.0, 7.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    assert torch.equal(F.masked_mean(x, mask), torch.tensor([[2.0, 20.0], [0.0, 0.0]]))
+
+
+def test_concat_tokens_joins_features_and_masks() -> None:
+    a = Tokens(torch.zeros(2, 1, 3), torch.tensor([[True], [False]]))
+    b = Tokens(torch.ones(2, 2, 3), torch.tensor([[True, False], [True, True]]))
+    out = F.concat_tokens([a, b])
+    assert out.x.shape == (2, 3, 3) and torch.equal(out.x[:, 1:], torch.ones(2, 2, 3))
+    assert torch.equal(out.mask, torch.tensor([[True, True, False], [False, True, True]]))
+
+
+def test_concat_with_zeros_keeps_a_slot_per_name() -> None:
+    vectors = {"c": torch.tensor([[5.0]]), "a": torch.tensor([[1.0]])}
+    assert torch.equal(F.concat_with_zeros(vectors, ["a", "b", "c"]), torch.tensor([[1.0, 0.0, 5.0]]))
+
+
+def test_gated_sum_is_the_softmax_weighted_average() -> None:
+    vectors = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    scores = torch.tensor([[0.0, torch.log(torch.tensor(3.0))]])  # weights 1/4 and 3/4
+    assert torch.allclose(F.gated_sum(vectors, scores), torch.tensor([[0.25, 0.75]]))
+
+
+def test_key_padding_mask_inverts_and_keeps_empty_rows_attendable() -> None:
+    mask = torch.tensor([[True, True, False], [False, True, False], [False, False, False]])
+    expected = torch.tensor([[False, False, True], [True, False, True], [False, True, True]])
+    assert torch.equal(F.key_padding_mask(mask), expected)
+
+
+def test_present_modalities_sorts_and_rejects_bad_sets() -> None:
+    t = Tokens(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool))
+    assert F.present_modalities({"video": t, "image": t}, ["image", "text", "video"], "x") == ["image", "video"]
+    with pytest.raises(UserError, match="no inputs"):
+        F.present_modalities({}, ["image"], "x")
+    with pytest.raises(UserError, match="built for modalities"):
+        F.present_modalities({"audio": t}, ["image"], "x")
+
+
+def test_reject_options_names_the_unknown_keys() -> None:
+    F.reject_options("fusion 'x'", {})
+    with pytest.raises(UserError, match="combin"):
+        F.reject_options("fusion 'x'", {"combin": "gate"})
