@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
-from mtl_bench.fusion.functional import key_padding_mask
+from mtl_bench.models.layers import TransformerStack
 from mtl_bench.models.types import TEXT, Tokens
 
 
@@ -40,12 +40,7 @@ class TextEncoder(nn.Module):
             self.token.weight[pad_id].zero_()
         self.position = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        # nn.TransformerEncoder cannot run 0 layers (which the config allows): then only the final norm remains.
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
-        self.norm = nn.LayerNorm(dim)
+        self.stack = TransformerStack(dim, heads, layers, dropout)
 
     def forward(self, ids: Tensor) -> Tokens:
         length = ids.shape[1]
@@ -56,6 +51,4 @@ class TextEncoder(nn.Module):
             )
         mask = ids != self.pad_id
         x = self.dropout(self.token(ids) + self.position[:, :length])
-        if self.encoder is not None:
-            x = self.encoder(x, src_key_padding_mask=key_padding_mask(mask))
-        return Tokens(self.norm(x), mask)
+        return Tokens(self.stack(x, mask), mask)

@@ -15,6 +15,7 @@ from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import ImageEncoder
 from mtl_bench.errors import UserError
 from mtl_bench.fusion.functional import masked_mean
+from mtl_bench.models.layers import TransformerStack
 from mtl_bench.models.types import VIDEO, Tokens
 
 
@@ -47,12 +48,7 @@ class VideoEncoder(nn.Module):
         self.dim, self.num_frames = dim, num_frames
         self.time = nn.Parameter(torch.randn(1, num_frames, dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        # nn.TransformerEncoder cannot run 0 layers (which the config allows): then only the final norm remains.
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
-        self.norm = nn.LayerNorm(dim)
+        self.stack = TransformerStack(dim, heads, layers, dropout)
 
     def forward(self, frames: Tensor) -> Tokens:
         batch, steps = frames.shape[:2]
@@ -64,6 +60,4 @@ class VideoEncoder(nn.Module):
         per_frame = self.frame_encoder(frames.flatten(0, 1))  # Tokens [B*T, N, D]
         x = masked_mean(per_frame.x, per_frame.mask).view(batch, steps, self.dim)
         x = self.dropout(x + self.time[:, :steps])
-        if self.encoder is not None:
-            x = self.encoder(x)
-        return Tokens(self.norm(x), torch.ones(batch, steps, dtype=torch.bool, device=x.device))
+        return Tokens(self.stack(x), torch.ones(batch, steps, dtype=torch.bool, device=x.device))

@@ -11,7 +11,8 @@ from torch import nn
 
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.fusion.functional import concat_tokens, key_padding_mask, present_modalities, reject_options
+from mtl_bench.fusion.functional import concat_tokens, present_modalities, reject_options
+from mtl_bench.models.layers import TransformerStack
 from mtl_bench.models.types import Fused, Tokens
 
 
@@ -32,10 +33,7 @@ class EarlyFusion(nn.Module):
         self.modality_embed = nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in self.modalities})
         if layers < 1:
             raise UserError(f"fusion 'early' needs layers >= 1 (its [CLS] output is the pooled vector), got {layers}")
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+        self.stack = TransformerStack(dim, heads, layers, dropout)
 
     def forward(self, inputs: dict[str, Tokens]) -> Fused:
         names = present_modalities(inputs, self.modalities, "early")
@@ -43,5 +41,5 @@ class EarlyFusion(nn.Module):
         batch = first.shape[0]
         cls = Tokens(self.cls.expand(batch, -1, -1), torch.ones(batch, 1, dtype=torch.bool, device=first.device))
         seq = concat_tokens([cls] + [Tokens(inputs[m].x + self.modality_embed[m], inputs[m].mask) for m in names])
-        out = self.encoder(seq.x, src_key_padding_mask=key_padding_mask(seq.mask))
+        out = self.stack(seq.x, seq.mask)
         return Fused(pooled=out[:, 0], tokens=out, mask=seq.mask)

@@ -50,22 +50,6 @@ def gated_sum(vectors: Tensor, scores: Tensor) -> Tensor:
     return (scores.softmax(dim=-1).unsqueeze(-1) * vectors).sum(dim=1)
 
 
-def key_padding_mask(mask: Tensor) -> Tensor:
-    """PyTorch's key padding mask (True = ignore) from a real-token mask (True = real) [B, N].
-
-    A row with no real token (an empty title) would make attention a softmax over only -inf, i.e. NaN; such rows
-    keep their first position visible instead, so the output stays finite (callers still carry the all-False mask).
-
-    >>> key_padding_mask(torch.tensor([[True, False], [False, False]]))
-    tensor([[False,  True],
-            [False,  True]])
-    """
-    ignore = ~mask
-    first = torch.zeros_like(ignore)
-    first[:, 0] = True
-    return ignore & ~(first & ignore.all(dim=1, keepdim=True))
-
-
 def present_modalities(inputs: Mapping[str, Tokens], modalities: Sequence[str], fusion: str) -> list[str]:
     """The sorted modality names of ``inputs``; an error naming the fusion when the set is empty or unknown."""
     names = sorted(inputs)

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from mtl_bench.errors import UserError
-from mtl_bench.fusion.functional import key_padding_mask
 from mtl_bench.heads import HEADS
+from mtl_bench.models.layers import key_padding_mask
 from mtl_bench.models.types import Fused
 
 

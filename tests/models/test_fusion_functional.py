@@ -9,6 +9,7 @@ import torch
 
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import functional as F
+from mtl_bench.models.layers import key_padding_mask
 from mtl_bench.models.types import Tokens
 
 
@@ -44,7 +45,7 @@ def test_gated_sum_is_the_softmax_weighted_average() -> None:
 def test_key_padding_mask_inverts_and_keeps_empty_rows_attendable() -> None:
     mask = torch.tensor([[True, True, False], [False, True, False], [False, False, False]])
     expected = torch.tensor([[False, False, True], [True, False, True], [False, True, True]])
-    assert torch.equal(F.key_padding_mask(mask), expected)
+    assert torch.equal(key_padding_mask(mask), expected)
 
 
 def test_present_modalities_sorts_and_rejects_bad_sets() -> None:
