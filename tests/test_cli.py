@@ -36,6 +36,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, data_dir, args, message):
     assert not out.exists() and not db.exists()
 
 
+def test_output_dir_that_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    result = run_cli("run", "--suite", "ecommerce", "--output-dir", str(tmp_path / "taken" / "run"))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'taken'} exists and is not a folder" in result.stderr
+
+
 def test_malformed_task_yaml_is_reported_with_its_file(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: x\nversion: 1\ndescription: d\ntype: tagging\n")
     result = run_cli("tasks", env={"MTL_BENCH_TASKS": str(tmp_path)})

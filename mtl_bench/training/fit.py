@@ -119,7 +119,7 @@ def fit_and_test(
         trainer.fit(system, datamodule=datamodule)
         train_seconds = time.perf_counter() - start
         trainer.test(system, datamodule=datamodule, ckpt_path="best", verbose=False)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
         tracker.finish("KILLED")
         raise
     except BaseException:

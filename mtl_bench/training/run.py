@@ -29,6 +29,8 @@ def check_writable(path: Path) -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"--output-dir {path}: {probe} exists and is not a folder")
     if not os.access(probe, os.W_OK):
         raise UserError(f"--output-dir {path}: {probe} is not writable")
 
