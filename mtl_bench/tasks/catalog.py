@@ -19,9 +19,12 @@ from mtl_bench.tasks.spec import ALLOWED_MODALITIES, SuiteSpec, TaskSpec
 
 
 def tasks_root() -> Path:
-    """The folder holding task YAML: $MTL_BENCH_TASKS, else the repository's top-level ``tasks/``."""
+    """The folder holding task YAML: $MTL_BENCH_TASKS, else the checkout's top-level ``tasks/``, else the copy of it
+    that a wheel ships as ``mtl_bench/builtin_tasks``."""
     env = os.environ.get("MTL_BENCH_TASKS")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "tasks"
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / "tasks"
+    root = Path(env) if env else checkout if checkout.is_dir() else package / "builtin_tasks"
     if not root.is_dir():
         raise UserError(f"task folder {root} not found: set MTL_BENCH_TASKS to the folder holding task YAML files")
     return root
