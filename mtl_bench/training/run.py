@@ -64,4 +64,6 @@ def run(cfg: RunConfig, output_dir: str | Path | None = None, tracking_uri: str 
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     accelerator, precision, deterministic = _trainer_settings(cfg)
+    if accelerator == "gpu":
+        torch.set_float32_matmul_precision("high")  # TF32 for the float32 parts outside bf16 autocast
     return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic)
