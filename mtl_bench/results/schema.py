@@ -26,8 +26,8 @@ class TaskResult(_Model):
 class Cost(_Model):
     params: int
     trainable_params: int
-    train_seconds: float
-    samples_per_second: float  # training samples (all tasks) per second of training
+    train_seconds: float  # wall time of Trainer.fit, per-epoch validation included
+    samples_per_second: float  # training samples (all tasks) / train_seconds
     peak_memory_mb: float  # peak resident memory on CPU, peak allocated on GPU
     steps: int
 
