@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from mtl_bench.config.schema import ModelConfig
+from mtl_bench.heads import HEADS
 from mtl_bench.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ class TaskType(ABC):
     def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, list[list[str]] | None]:
         """Targets tensor from the dataset's target column (and text references, for captioning)."""
 
-    @abstractmethod
     def build_head(self, cfg: ModelConfig) -> nn.Module:
-        """The task head, fed with the sharing strategy's Fused features."""
+        """The task head, fed with the sharing strategy's Fused features: by default one output per label name."""
+        return HEADS.get(self.head)(cfg.dim, len(self.ctx.label_names), dropout=cfg.dropout)
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:

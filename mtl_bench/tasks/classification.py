@@ -10,9 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from mtl_bench.config.schema import ModelConfig
 from mtl_bench.data.batches import TaskData
-from mtl_bench.heads import HEADS
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 
@@ -24,9 +22,6 @@ class Classification(TaskType):
 
     def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, None]:
         return torch.as_tensor(column, dtype=torch.long), None
-
-    def build_head(self, cfg: ModelConfig) -> nn.Module:
-        return HEADS.get(self.head)(cfg.dim, len(self.ctx.label_names), dropout=cfg.dropout)
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return F.cross_entropy(model(self.spec.name, self.inputs(batch)), batch["target"])

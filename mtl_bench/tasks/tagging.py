@@ -10,9 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
-from mtl_bench.config.schema import ModelConfig
 from mtl_bench.data.batches import TaskData
-from mtl_bench.heads import HEADS
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 
@@ -28,9 +26,6 @@ class Tagging(TaskType):
         for row, tags in enumerate(column):
             target[row, list(tags)] = 1.0
         return target, None
-
-    def build_head(self, cfg: ModelConfig) -> nn.Module:
-        return HEADS.get(self.head)(cfg.dim, len(self.ctx.label_names), dropout=cfg.dropout)
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return F.binary_cross_entropy_with_logits(model(self.spec.name, self.inputs(batch)), batch["target"])

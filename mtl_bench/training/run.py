@@ -16,7 +16,7 @@ from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.sharing import SHARINGS
-from mtl_bench.tasks.catalog import get_suite, suite_tasks
+from mtl_bench.tasks.catalog import suite_tasks
 from mtl_bench.weighting import WEIGHTINGS
 
 
@@ -36,8 +36,7 @@ def check_writable(path: Path) -> None:
 
 
 def validate(cfg: RunConfig, output_dir: Path) -> None:
-    get_suite(cfg.suite)
-    suite_tasks(cfg.suite)
+    suite_tasks(cfg.suite)  # the suite and every task it names
     SHARINGS.get(cfg.sharing.name)
     FUSIONS.get(cfg.fusion.name)
     WEIGHTINGS.get(cfg.weighting.name)

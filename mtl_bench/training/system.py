@@ -62,10 +62,12 @@ class MultiTaskSystem(L.LightningModule):
     # training -------------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         losses = {name: self.tasks[name].loss(self.model, b) for name, b in sorted(batch.items()) if b is not None}
-        for name, loss in losses.items():
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"task {name}: loss is {loss.item()} at step {self.global_step}")
-            self._epoch_losses[name].append(loss.detach())
+        stacked = torch.stack([loss.detach() for loss in losses.values()])
+        if not torch.isfinite(stacked).all():  # one host sync per step, whatever the number of tasks
+            name, value = next((n, v) for n, v in zip(losses, stacked.tolist(), strict=True) if not torch.isfinite(v))
+            raise FloatingPointError(f"task {name}: loss is {value} at step {self.global_step}")
+        for name, loss in zip(losses, stacked, strict=True):
+            self._epoch_losses[name].append(loss)
         self.samples_seen += sum(len(b["target"]) for b in batch.values() if b is not None)
         return self.weighting(losses)
 
@@ -113,5 +115,4 @@ class MultiTaskSystem(L.LightningModule):
         self._update(self.test_metrics, batch, dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
-        self.test_scores = self._compute(self.test_metrics)
-        self.log_dict({f"test/{t}/{m}": v for t, ms in self.test_scores.items() for m, v in ms.items()})
+        self.test_scores = self._compute(self.test_metrics)  # logged to MLflow once, with the results (fit.py)
