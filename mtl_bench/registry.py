@@ -42,6 +42,8 @@ class Registry(Generic[T]):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
+            if isinstance(obj, type):
+                obj.registry_name = name  # type: ignore[attr-defined]  (lets an instance name itself in errors)
             return obj
 
         return decorator

@@ -10,10 +10,11 @@ from mtl_bench.fusion.functional import reject_options
 from mtl_bench.models.backbone import Backbone
 from mtl_bench.models.types import Fused
 from mtl_bench.sharing import SHARINGS, check_task
+from mtl_bench.sharing.base import Sharing
 
 
 @SHARINGS.register("hard")
-class HardSharing(nn.Module):
+class HardSharing(Sharing):
     """Every task runs the same backbone object, so every task's loss updates all of its parameters."""
 
     def __init__(self, make_backbone: Callable[[], Backbone], tasks: list[str], **opts: object) -> None:

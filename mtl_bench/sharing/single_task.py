@@ -10,10 +10,11 @@ from mtl_bench.fusion.functional import reject_options
 from mtl_bench.models.backbone import Backbone
 from mtl_bench.models.types import Fused
 from mtl_bench.sharing import SHARINGS, check_task
+from mtl_bench.sharing.base import Sharing
 
 
 @SHARINGS.register("single-task")
-class SingleTask(nn.Module):
+class SingleTask(Sharing):
     """``backbones[task]`` serves only ``task``; nothing is shared, so tasks cannot help or hurt each other.
 
     Training all tasks together this way is equivalent to separate single-task runs (up to the weighting).

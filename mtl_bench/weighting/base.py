@@ -1,20 +1,50 @@
-"""The weighting interface shared by every loss-weighting strategy."""
+"""The interface shared by every loss-weighting strategy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
+
+from mtl_bench.errors import UserError
 
 
 class Weighting(nn.Module):
-    """Combines a dict of per-task losses (iterated in sorted task order) into the loss to backpropagate.
+    """Turns a dict of per-task losses (iterated in sorted task order) into gradients of the model's parameters.
 
-    Strategies with learnable weights hold them as parameters of this module (the optimiser sees them);
-    strategies with a loss history update it in ``on_epoch_end``.
+    - Loss-based strategies (``kind = "loss"``) implement ``weights`` (or ``forward``): one backward pass of the
+      weighted sum. Learnable weights are parameters of this module; the system's optimiser updates them.
+    - Gradient-based strategies (``kind = "gradient"``) override ``backward``: they need each task's gradient of
+      the shared parameters, which ``bind`` hands them, and fill ``.grad`` themselves.
+
+    The system calls ``bind`` once before training, then per step ``backward(losses, extra)`` where ``extra`` is a
+    task-independent term (the sharing strategy's regularisation) that must be added to every parameter's gradient.
     """
+
+    kind = "loss"
 
     def __init__(self, tasks: list[str]) -> None:
         super().__init__()
         self.tasks = sorted(tasks)
+        self.shared: list[nn.Parameter] = []  # plain lists: these parameters belong to the model, not to us
+        self.specific: list[nn.Parameter] = []
+        self.last_shared: list[nn.Parameter] = []
+
+    def bind(
+        self, shared: list[nn.Parameter], specific: list[nn.Parameter], last_shared: list[nn.Parameter]
+    ) -> None:
+        """The model's trainable parameters: shared by several tasks, specific to one task (heads included), and
+        those of the last shared layer (GradNorm's W)."""
+        if self.kind == "gradient" and not shared:
+            raise UserError(
+                f"weighting {self.name!r} works on the gradients of shared parameters, but this sharing strategy "
+                "shares none (single-task, soft); use a loss-based weighting such as 'ew'"
+            )
+        self.shared, self.specific, self.last_shared = list(shared), list(specific), list(last_shared)
+
+    @property
+    def name(self) -> str:
+        return getattr(type(self), "registry_name", type(self).__name__)
 
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         weights = self.weights(losses)
@@ -22,6 +52,20 @@ class Weighting(nn.Module):
 
     def weights(self, losses: dict[str, Tensor]) -> dict[str, Tensor | float]:
         raise NotImplementedError
+
+    def backward(
+        self,
+        losses: dict[str, Tensor],
+        extra: Tensor | None = None,
+        backward: Callable[[Tensor], None] = Tensor.backward,
+    ) -> None:
+        """Fill ``.grad`` of every trainable parameter; ``backward`` is the trainer's (precision-aware) backward."""
+        total = self(losses)
+        backward(total if extra is None else total + extra)
+
+    def backward_passes(self, num_tasks: int) -> int:
+        """Backward passes through the shared parameters per step (the cost column of results.json)."""
+        return 1
 
     def on_epoch_end(self, epoch_losses: dict[str, float]) -> None:
         """Called once per training epoch with each task's mean loss (for history-based methods)."""
