@@ -9,21 +9,34 @@ from collections.abc import Sequence
 from mtl_bench.errors import UserError
 
 
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``compare``."""
+    parser.add_argument("--profile", default="default", help="smoke (seconds, for tests) or default (the benchmark)")
+    parser.add_argument("--config", default=None, help="YAML file of config overrides, applied before --set")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.001")
+    parser.add_argument("--output-dir", default=None, help="where results go (run: results.json and checkpoints)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
+    parser.add_argument("--baselines", default=None, help="single-task baseline store (default runs/baselines)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtl-bench", description="Multi-task learning benchmark on e-commerce data.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train and evaluate one configuration on a suite")
     run.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
-    run.add_argument("--profile", default="default", help="smoke (seconds, for tests) or default (the benchmark)")
     run.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
     run.add_argument("--sharing", default=None, help="sharing strategy (default hard)")
     run.add_argument("--fusion", default=None, help="fusion strategy (default early)")
     run.add_argument("--weighting", default=None, help="loss weighting (default ew)")
-    run.add_argument("--config", default=None, help="YAML file of config overrides, applied before --set")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.001")
-    run.add_argument("--output-dir", default=None, help="where results.json and checkpoints go")
-    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
+    _add_common(run)
+
+    cmp = sub.add_parser("compare", help="run a grid of configurations over seeds and tabulate them")
+    cmp.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
+    cmp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                     help="values to compare, e.g. --grid sharing=single-task,hard --grid fusion=early,late")
+    cmp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
+    _add_common(cmp)
 
     sub.add_parser("tasks", help="list suites, tasks and registered components")
     return parser
@@ -37,8 +50,19 @@ def _run(args: argparse.Namespace) -> None:
     flags = {"seed": args.seed, "sharing.name": args.sharing, "fusion.name": args.fusion}
     flags["weighting.name"] = args.weighting
     cfg = build_config(args.suite, args.profile, flags=flags, sets=args.set, config_file=args.config)
-    results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri)
+    results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines)
     print_results(results)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from mtl_bench.training.compare import compare
+    from mtl_bench.training.report import print_compare
+
+    frame, written = compare(
+        args.suite, args.grid, seeds=args.seeds, profile=args.profile, sets=args.set, config_file=args.config,
+        output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines,
+    )
+    print_compare(frame, written)
 
 
 def _tasks(args: argparse.Namespace) -> None:
@@ -50,7 +74,7 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"run": _run, "tasks": _tasks}[args.command](args)
+        {"run": _run, "compare": _compare, "tasks": _tasks}[args.command](args)
     except UserError as exc:
         print(f"mtl-bench: error: {exc}", file=sys.stderr)
         return 2

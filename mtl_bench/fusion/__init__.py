@@ -12,4 +12,4 @@ from mtl_bench.registry import Registry
 
 FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
 
-from mtl_bench.fusion import early, late  # noqa: E402,F401  (import registers the names)
+from mtl_bench.fusion import cross_attention, early, hierarchical, late  # noqa: E402,F401  (import registers the names)

@@ -36,10 +36,16 @@ class EarlyFusion(nn.Module):
         self.stack = TransformerStack(dim, heads, layers, dropout)
 
     def forward(self, inputs: dict[str, Tokens]) -> Fused:
-        names = present_modalities(inputs, self.modalities, "early")
+        out = self.joint(inputs, present_modalities(inputs, self.modalities, "early"))
+        return Fused(pooled=out.x[:, 0], tokens=out.x, mask=out.mask)
+
+    def joint(self, inputs: dict[str, Tokens], names: list[str]) -> Tokens:
+        """The transformed joint sequence: [CLS], then the tokens of ``names`` (already checked, sorted) in order.
+
+        Shared with hierarchical fusion, which splits it back by modality.
+        """
         first = inputs[names[0]].x
         batch = first.shape[0]
         cls = Tokens(self.cls.expand(batch, -1, -1), torch.ones(batch, 1, dtype=torch.bool, device=first.device))
         seq = concat_tokens([cls] + [Tokens(inputs[m].x + self.modality_embed[m], inputs[m].mask) for m in names])
-        out = self.stack(seq.x, seq.mask)
-        return Fused(pooled=out[:, 0], tokens=out, mask=seq.mask)
+        return Tokens(self.stack(seq.x, seq.mask), seq.mask)

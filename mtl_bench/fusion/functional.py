@@ -50,6 +50,37 @@ def gated_sum(vectors: Tensor, scores: Tensor) -> Tensor:
     return (scores.softmax(dim=-1).unsqueeze(-1) * vectors).sum(dim=1)
 
 
+def attention_weights(q: Tensor, k: Tensor, key_mask: Tensor) -> Tensor:
+    """Scaled dot-product attention weights of queries ``q`` [..., Nq, d] over keys ``k`` [..., Nk, d] -> [..., Nq, Nk].
+
+    Scores ``e_ij = q_i . k_j / sqrt(d)`` are softmax-normalised over the real keys only (``key_mask`` [..., Nk],
+    True = real, broadcast over the query axis), so padded keys get weight exactly 0. A row with no real key at all
+    (an empty title) gets all-zero weights instead of the NaN a softmax over only -inf would give.
+
+    >>> attention_weights(torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [2.0], [9.0]]),
+    ...                   torch.tensor([True, True, False]))
+    tensor([[0.5000, 0.5000, 0.0000],
+            [0.1192, 0.8808, 0.0000]])
+    """
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    real = key_mask.unsqueeze(-2)  # [..., 1, Nk]
+    # A finite fill (not -inf) keeps all-padded rows finite; the product with ``real`` then zeroes them.
+    scores = scores.masked_fill(~real, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1) * real.to(scores.dtype)
+
+
+def cross_attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor) -> Tensor:
+    """Each query's weighted sum of the values ``v`` [..., Nk, dv] of the real keys -> [..., Nq, dv].
+
+    Weights are :func:`attention_weights`; a query whose keys are all padding gets a zero vector.
+
+    >>> cross_attend(torch.tensor([[0.0]]), torch.tensor([[0.0], [5.0]]), torch.tensor([[2.0], [4.0]]),
+    ...              torch.tensor([True, True]))
+    tensor([[3.]])
+    """
+    return attention_weights(q, k, key_mask) @ v
+
+
 def present_modalities(inputs: Mapping[str, Tokens], modalities: Sequence[str], fusion: str) -> list[str]:
     """The sorted modality names of ``inputs``; an error naming the fusion when the set is empty or unknown."""
     names = sorted(inputs)

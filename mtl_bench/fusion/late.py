@@ -7,7 +7,7 @@ Modalities never attend to each other here, which makes it the cheap baseline ag
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
@@ -60,12 +60,20 @@ class LateFusion(nn.Module):
 
     def forward(self, inputs: dict[str, Tokens]) -> Fused:
         names = present_modalities(inputs, self.modalities, "late")
-        vectors = {m: masked_mean(inputs[m].x, inputs[m].mask) for m in names}
+        pooled = self.pool({m: masked_mean(inputs[m].x, inputs[m].mask) for m in names})
+        memory = concat_tokens([inputs[m] for m in names])
+        return Fused(pooled=pooled, tokens=memory.x, mask=memory.mask)
+
+    def pool(self, vectors: dict[str, Tensor]) -> Tensor:
+        """Combine one [B, D] vector per present modality (keys: a subset of the built ones) into [B, D].
+
+        Shared with the fusions that summarise each modality first (hierarchical, cross-attention).
+        """
+        names = sorted(vectors)
         if self.combine == "concat":
             pooled = self.project(concat_with_zeros(vectors, self.modalities))
         else:
             stacked = torch.stack([vectors[m] for m in names], dim=1)  # [B, M, D]
             bias = torch.cat([self.gate_bias[m] for m in names])  # [M]
             pooled = gated_sum(stacked, self.gate(stacked).squeeze(-1) + bias)
-        memory = concat_tokens([inputs[m] for m in names])
-        return Fused(pooled=self.dropout(self.norm(pooled)), tokens=memory.x, mask=memory.mask)
+        return self.dropout(self.norm(pooled))

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = 1  # bump on any incompatible change of the fields below
+SCHEMA_VERSION = 2  # bump on any incompatible change of the fields below
 
 
 class _Model(BaseModel):
@@ -30,6 +30,18 @@ class Cost(_Model):
     samples_per_second: float  # training samples (all tasks) / train_seconds
     peak_memory_mb: float  # peak resident memory on CPU, peak allocated on GPU
     steps: int
+    step_ms: float  # mean wall time of one training step: forward, backward(s), update; no data loading
+    backward_passes: int  # backward passes through the shared parameters per step (1 for loss-based weighting)
+    flops_per_sample: dict[str, int]  # per task: forward FLOPs of one training sample (torch's flop counter)
+
+
+class Delta(_Model):
+    """Multi-task scores against the single-task baseline of the same suite version, data, config and seed."""
+
+    delta_p: float  # LibMTL: mean over tasks of the mean relative improvement over the task's metrics, %; higher
+    delta_m: float  # Nash-MTL: mean relative change over all metrics, signed so that lower is better, %
+    baseline: str  # path of the stored baseline scores
+    skipped: list[str] = []  # "task/metric" left out because the baseline value is 0
 
 
 class MlflowInfo(_Model):
@@ -56,5 +68,7 @@ class Results(_Model):
     data_fingerprint: str
     tasks: dict[str, TaskResult]
     cost: Cost
+    robustness: dict[str, dict[str, float]]  # task -> ablation (no_image, empty_title, no_frames) -> main-score drop
+    delta: Delta | None  # None when no single-task baseline is stored yet (the run says how to make one)
     mlflow: MlflowInfo
     provenance: Provenance

@@ -74,8 +74,8 @@ class TaskType(ABC):
         return MetricCollection({name: available[name] for name in self.spec.metrics}, compute_groups=False)
 
     def inputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """The modality tensors of a batch, keyed by modality name."""
-        return {m: batch[m] for m in self.spec.modalities()}
+        """The modality tensors of a batch, keyed by modality name (a modality left out of the batch is absent)."""
+        return {m: batch[m] for m in self.spec.modalities() if m in batch}
 
     @staticmethod
     def scores(metrics: MetricCollection) -> dict[str, float]:

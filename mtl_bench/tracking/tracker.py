@@ -44,11 +44,28 @@ def _artifact_root(tracking_uri: str) -> str | None:
 class Tracker:
     """One MLflow run: params, metrics, artifacts, status."""
 
-    def __init__(self, tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """A new run, or (``run_id`` given and still in the store) that run reopened as RUNNING."""
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
+        if run_id is not None:
+            try:
+                if self.client.get_run(run_id).info.lifecycle_stage == "active":
+                    self.client.update_run(run_id, status="RUNNING")
+                    self.run_id = run_id
+                    return
+            except MlflowException:
+                pass  # deleted or from another store: start a new run
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             root = _artifact_root(tracking_uri)

@@ -17,11 +17,13 @@ from mtl_bench.config.schema import RunConfig
 from mtl_bench.data.datamodule import MultiTaskDataModule
 from mtl_bench.data.prepare import PreparedSuite, prepare_suite
 from mtl_bench.models.build import build_model
+from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
-from mtl_bench.results.schema import Cost, MlflowInfo, Results, TaskResult
+from mtl_bench.results.schema import Cost, Delta, MlflowInfo, Results, TaskResult
 from mtl_bench.tasks.catalog import get_suite, suite_tasks
-from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri
+from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri, flatten
 from mtl_bench.training.checkpoint_io import AtomicCheckpointIO
+from mtl_bench.training.evaluate import flops_per_sample, robustness
 from mtl_bench.training.provenance import peak_memory_mb, provenance
 from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
 from mtl_bench.weighting import WEIGHTINGS
@@ -62,7 +64,6 @@ def make_trainer(
         precision=precision,
         max_epochs=cfg.train.epochs,
         limit_train_batches=cfg.train.limit_train_batches,
-        gradient_clip_val=cfg.train.grad_clip or None,
         deterministic=deterministic,
         logger=logger,
         callbacks=callbacks,
@@ -92,8 +93,23 @@ def _task_results(prepared: PreparedSuite, system: MultiTaskSystem, best_epoch: 
     return results
 
 
+def score_against_baseline(results: dict[str, Any], results_path: Path, root: Path | None) -> Delta | None:
+    """Delta-p and Delta-m against the stored single-task baseline (a single-task run stores itself first)."""
+    if results["config"]["sharing"]["name"] == "single-task":
+        baselines.store(results, results_path, root)
+    found = baselines.load(results, root)
+    return None if found is None else Delta.model_validate(baselines.delta_against(results, *found))
+
+
 def fit_and_test(
-    cfg: RunConfig, out: Path, tracking_uri: str | None, accelerator: str, precision: str, deterministic: bool
+    cfg: RunConfig,
+    out: Path,
+    tracking_uri: str | None,
+    accelerator: str,
+    precision: str,
+    deterministic: bool,
+    baselines_dir: Path | None = None,
+    parent_run_id: str | None = None,
 ) -> dict[str, Any]:
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -107,7 +123,8 @@ def fit_and_test(
     system = MultiTaskSystem(model, prepared.tasks, weighting, cfg.train, total_steps=steps)
 
     uri = tracking_uri or default_tracking_uri()
-    tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}", run_name=out.name, tags={"suite": cfg.suite})
+    tags = {"suite": cfg.suite} | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
+    tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}", run_name=out.name, tags=tags)
     config = cfg.model_dump(mode="json")
     tracker.log_params(config)
     tracker.log_params({"data_fingerprint": prepared.fingerprint})
@@ -119,6 +136,10 @@ def fit_and_test(
         trainer.fit(system, datamodule=datamodule)
         train_seconds = time.perf_counter() - start
         trainer.test(system, datamodule=datamodule, ckpt_path="best", verbose=False)
+        test_data = {name: splits["test"] for name, splits in prepared.splits.items()}
+        flops = flops_per_sample(system.model, prepared.tasks, test_data)
+        main = {name: system.test_scores[name][task.spec.main_score] for name, task in prepared.tasks.items()}
+        robust = robustness(system.model, prepared.tasks, test_data, 2 * cfg.train.batch_size, main)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
         tracker.finish("KILLED")
         raise
@@ -145,16 +166,27 @@ def fit_and_test(
             samples_per_second=round(system.samples_seen / train_seconds, 2),
             peak_memory_mb=round(peak_memory_mb(device), 1),
             steps=trainer.global_step,
+            step_ms=round(1000 * system.step_seconds / max(1, trainer.global_step), 3),
+            backward_passes=weighting.backward_passes(len(prepared.tasks)),
+            flops_per_sample=flops,
         ),
+        robustness=robust,
+        delta=None,
         mlflow=MlflowInfo(tracking_uri=uri, run_id=tracker.run_id),
         provenance=provenance(device, deterministic),
     ).model_dump(mode="json")
-    results_path = write_json_atomic(out / "results.json", results)
+    results_path = out / "results.json"
+    delta = score_against_baseline(results, results_path, baselines_dir)
+    results["delta"] = None if delta is None else delta.model_dump(mode="json")
+    results = Results.model_validate(results).model_dump(mode="json")
+    write_json_atomic(results_path, results)
     config_path = write_json_atomic(out / "config.json", config)
     tracker.log_metrics(
         {f"test/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["metrics"].items()}
         | {f"trivial/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["trivial_baseline"].items()}
-        | {f"cost/{k}": v for k, v in results["cost"].items()},
+        | {f"cost/{k}": v for k, v in flatten(results["cost"]).items()}
+        | {f"robustness/{t}/{k}": v for t, drops in robust.items() for k, v in drops.items()}
+        | ({f"delta/{k}": results["delta"][k] for k in ("delta_p", "delta_m")} if delta else {}),
         step=cfg.train.epochs,
     )
     tracker.log_artifact(results_path)

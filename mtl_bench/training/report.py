@@ -29,8 +29,23 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     console.print(
         f"* main score. params {cost['params']:,} (trainable {cost['trainable_params']:,}), "
         f"train {cost['train_seconds']:.1f}s, {cost['samples_per_second']:.0f} samples/s, "
-        f"peak memory {cost['peak_memory_mb']:.0f} MB. MLflow run {results['mlflow']['run_id']}"
+        f"peak memory {cost['peak_memory_mb']:.0f} MB, {cost['step_ms']:.1f} ms/step, "
+        f"{cost['backward_passes']} backward pass(es)/step, "
+        f"{sum(cost['flops_per_sample'].values()) / 1e6:.1f} MFLOPs/sample. MLflow run {results['mlflow']['run_id']}"
     )
+    for task, drops in results["robustness"].items():
+        if drops:
+            lost = ", ".join(f"{k} {v:+.4f}" for k, v in drops.items())
+            console.print(f"robustness {task}, main-score drop with an input missing: {lost}")
+    delta = results["delta"]
+    if delta is not None:
+        console.print(f"vs single-task: Δp {delta['delta_p']:+.2f}% (higher is better), "
+                      f"Δm {delta['delta_m']:+.2f}% (lower is better); baseline {delta['baseline']}")
+    else:
+        from mtl_bench.results.baselines import how_to_make
+
+        console.print(f"no single-task baseline stored for these settings, so no Δp/Δm; make one with: "
+                      f"{how_to_make(results)}")
 
 
 def print_catalog(console: Console | None = None) -> None:
@@ -58,3 +73,12 @@ def print_catalog(console: Console | None = None) -> None:
     for kind, registry in [("task types", TASK_TYPES), ("encoders", ENCODERS), ("fusion", FUSIONS),
                            ("sharing", SHARINGS), ("heads", HEADS), ("weighting", WEIGHTINGS)]:
         console.print(f"[bold]{kind}[/bold]: {', '.join(registry.names())}")
+
+
+def print_compare(frame: Any, written: list[Any], console: Console | None = None) -> None:
+    """The comparison table (as compare.md has it) and where its files are."""
+    from mtl_bench.results.table import compare_markdown
+
+    console = console or _console()
+    console.print(compare_markdown(frame), markup=False, highlight=False)
+    console.print("written: " + ", ".join(str(p) for p in written))

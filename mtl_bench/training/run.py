@@ -54,7 +54,13 @@ def _trainer_settings(cfg: RunConfig) -> tuple[str, str, bool]:
     return accelerator, precision, accelerator == "cpu"
 
 
-def run(cfg: RunConfig, output_dir: str | Path | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+def run(
+    cfg: RunConfig,
+    output_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    baselines_dir: str | Path | None = None,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
     """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``."""
     from mtl_bench.training.fit import fit_and_test  # heavy imports (lightning, datasets) after validation
 
@@ -65,4 +71,5 @@ def run(cfg: RunConfig, output_dir: str | Path | None = None, tracking_uri: str 
     accelerator, precision, deterministic = _trainer_settings(cfg)
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 for the float32 parts outside bf16 autocast
-    return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic)
+    root = Path(baselines_dir) if baselines_dir is not None else None
+    return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic, root, parent_run_id)

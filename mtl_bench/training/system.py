@@ -6,6 +6,7 @@ The model is a plain nn.Module (``models/multitask.py``); this class only adds t
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -36,6 +37,28 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def trainable(params: list[nn.Parameter]) -> list[nn.Parameter]:
+    return [p for p in params if p.requires_grad]
+
+
+def last_shared_layer(sharing: nn.Module, shared: list[nn.Parameter]) -> list[nn.Parameter]:
+    """The direct parameters of the last-registered module that owns shared parameters (GradNorm's W)."""
+    ids = {id(p) for p in shared}
+    for module in reversed(list(sharing.modules())):
+        direct = [p for p in module.parameters(recurse=False) if id(p) in ids]
+        if direct:
+            return direct
+    return []
+
+
+def bind_weighting(weighting: Weighting, model: nn.Module) -> None:
+    """Tell the weighting which trainable parameters are shared between tasks and which belong to one task."""
+    shared = trainable(model.sharing.shared_parameters())
+    ids = {id(p) for p in shared}
+    specific = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    weighting.bind(shared, specific, last_shared_layer(model.sharing, shared))
+
+
 class MultiTaskSystem(L.LightningModule):
     def __init__(
         self,
@@ -58,18 +81,31 @@ class MultiTaskSystem(L.LightningModule):
         self.test_scores: dict[str, dict[str, float]] = {}
         self._epoch_losses: dict[str, list[Tensor]] = {n: [] for n in self.names}
         self.samples_seen = 0
+        self.step_seconds = 0.0  # summed wall time of training steps (forward, backward, update; no data loading)
+        self.automatic_optimization = False  # weightings own the backward pass (gradient-based ones need it)
+        bind_weighting(weighting, model)
 
     # training -------------------------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        start = time.perf_counter()
         losses = {name: self.tasks[name].loss(self.model, b) for name, b in sorted(batch.items()) if b is not None}
         stacked = torch.stack([loss.detach() for loss in losses.values()])
         if not torch.isfinite(stacked).all():  # one host sync per step, whatever the number of tasks
-            name, value = next((n, v) for n, v in zip(losses, stacked.tolist(), strict=True) if not torch.isfinite(v))
+            name, value = next((n, v) for n, v in zip(losses, stacked.tolist(), strict=True) if not math.isfinite(v))
             raise FloatingPointError(f"task {name}: loss is {value} at step {self.global_step}")
         for name, loss in zip(losses, stacked, strict=True):
             self._epoch_losses[name].append(loss)
         self.samples_seen += sum(len(b["target"]) for b in batch.values() if b is not None)
-        return self.weighting(losses)
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.weighting.backward(losses, self.model.sharing.regularization(), backward=self.manual_backward)
+        if self.train_cfg.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.train_cfg.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.lr_schedulers().step()
+        if stacked.is_cuda:
+            torch.cuda.synchronize(stacked.device)  # host time must cover the device work it launched
+        self.step_seconds += time.perf_counter() - start
 
     def on_train_epoch_end(self) -> None:
         means = {n: float(torch.stack(v).mean()) for n, v in self._epoch_losses.items() if v}

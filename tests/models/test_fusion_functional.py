@@ -61,3 +61,38 @@ def test_reject_options_names_the_unknown_keys() -> None:
     F.reject_options("fusion 'x'", {})
     with pytest.raises(UserError, match="combin"):
         F.reject_options("fusion 'x'", {"combin": "gate"})
+
+
+def test_cross_attention_by_hand_with_a_masked_key() -> None:
+    # d = 4, so scores are q.k / 2. Query 0 is zero: equal scores, so half weight on each real key. Query 1 scores
+    # key 0 at 0 and key 1 at 2 * ln 3 / 2 = ln 3: weights 1/4 and 3/4. Key 2 is padding (huge, to be noticed).
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    ln3 = float(torch.log(torch.tensor(3.0)))
+    k = torch.tensor([[0.0, 0.0, 0.0, 0.0], [ln3, 0.0, 0.0, 0.0], [50.0, 9.0, 9.0, 9.0]])
+    v = torch.tensor([[2.0, 0.0], [6.0, 4.0], [100.0, 100.0]])
+    key_mask = torch.tensor([True, True, False])
+    weights = F.attention_weights(q, k, key_mask)
+    assert torch.allclose(weights, torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]]))
+    assert torch.allclose(weights.sum(-1), torch.ones(2)) and torch.equal(weights[:, 2], torch.zeros(2))
+    # Query 0: (2 + 6) / 2 = 4, (0 + 4) / 2 = 2. Query 1: 2/4 + 6 * 3/4 = 5, 4 * 3/4 = 3.
+    assert torch.allclose(F.cross_attend(q, k, v, key_mask), torch.tensor([[4.0, 2.0], [5.0, 3.0]]))
+
+
+def test_cross_attention_with_no_real_key_gives_zeros_and_finite_grads() -> None:
+    q = torch.randn(2, 3, 4, requires_grad=True)
+    k = torch.randn(2, 5, 4, requires_grad=True)
+    v = torch.randn(2, 5, 4, requires_grad=True)
+    key_mask = torch.tensor([[True, False, True, False, False], [False] * 5])
+    out = F.cross_attend(q, k, v, key_mask)
+    assert torch.equal(out[1], torch.zeros(3, 4)) and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_cross_attention_matches_torch_scaled_dot_product_attention() -> None:
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 5)  # [B, H, N, d]
+    key_mask = torch.rand(2, 1, 6) > 0.4
+    key_mask[..., 0] = True  # torch's reference gives NaN for a row with no real key
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask.unsqueeze(-2))
+    assert torch.allclose(F.cross_attend(q, k, v, key_mask), expected, atol=1e-6)
