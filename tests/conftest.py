@@ -12,6 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def baselines_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Single-task runs file their baselines here, not into the checkout's runs/ (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("baselines")
+    os.environ["MTL_BENCH_BASELINES"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")

@@ -22,4 +22,4 @@ def check_task(task: str, tasks: list[str]) -> None:
         raise UserError(f"unknown task {task!r} for this sharing strategy; it was built for {tasks}")
 
 
-from mtl_bench.sharing import hard, single_task  # noqa: E402,F401  (import registers the names)
+from mtl_bench.sharing import adapters, cross_stitch, hard, mmoe, single_task, soft  # noqa: E402,F401  (import registers the names)
