@@ -4,4 +4,4 @@ from mtl_bench.registry import Registry
 
 WEIGHTINGS: Registry = Registry("weighting")
 
-from mtl_bench.weighting import ew  # noqa: E402,F401  (registers the strategies)
+from mtl_bench.weighting import dbmtl, dwa, ew, famo, gradnorm, jacobian, rlw, uw  # noqa: E402,F401  (registers them)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 
+import torch
 from torch import Tensor, nn
 
 from mtl_bench.errors import UserError
@@ -19,12 +21,21 @@ class Weighting(nn.Module):
 
     The system calls ``bind`` once before training, then per step ``backward(losses, extra)`` where ``extra`` is a
     task-independent term (the sharing strategy's regularisation) that must be added to every parameter's gradient.
+    ``losses`` may hold a subset of the tasks (a task without a batch this step); every strategy copes with that.
+
+    Options come from the config's ``weighting.options`` as keyword arguments; a subclass declares the ones it takes
+    as keyword-only ``__init__`` arguments and passes the rest here, where any left over is a ``UserError``.
     """
 
     kind = "loss"
 
-    def __init__(self, tasks: list[str]) -> None:
+    def __init__(self, tasks: list[str], **opts: object) -> None:
         super().__init__()
+        if opts:
+            raise UserError(
+                f"weighting {self.name!r} got unknown options {sorted(opts)}; "
+                f"it takes {self.option_names() or 'none'}"
+            )
         self.tasks = sorted(tasks)
         self.shared: list[nn.Parameter] = []  # plain lists: these parameters belong to the model, not to us
         self.specific: list[nn.Parameter] = []
@@ -45,6 +56,16 @@ class Weighting(nn.Module):
     @property
     def name(self) -> str:
         return getattr(type(self), "registry_name", type(self).__name__)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The options this weighting takes (its keyword-only ``__init__`` arguments)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    def task_index(self, names: Iterable[str], device: torch.device | None = None) -> Tensor:
+        """Positions of ``names`` in ``self.tasks`` (for indexing per-task parameters and buffers)."""
+        return torch.tensor([self.tasks.index(n) for n in names], dtype=torch.long, device=device)
 
     def forward(self, losses: dict[str, Tensor]) -> Tensor:
         weights = self.weights(losses)

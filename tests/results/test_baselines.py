@@ -55,4 +55,5 @@ def test_how_to_make_names_the_command():
     run = results(seed=2)
     run["config"]["fusion"] = {"name": "late", "options": {}}
     hint = baselines.how_to_make(run)
-    assert hint.startswith("mtl-bench run --suite ecommerce --sharing single-task --seed 2 --profile smoke --fusion late")
+    expected = "mtl-bench run --suite ecommerce --sharing single-task --seed 2 --profile smoke --fusion late"
+    assert hint.startswith(expected)

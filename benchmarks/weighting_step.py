@@ -1,0 +1,91 @@
+"""Step time of every loss-weighting method relative to equal weighting (``ew``), measured side by side in one run.
+
+    python benchmarks/weighting_step.py [--profile default] [--steps 10] [--repeats 2] [--only ew,uw,...]
+
+Every method trains the same model from the same initial weights on the same pre-built batches (one of each task per
+step): forward, the method's backward, gradient clipping and an AdamW step. Methods run interleaved, ``--repeats``
+rounds, and each method's median step time is divided by ew's. Targets: loss-based methods at most 1.1x; methods
+that need per-task gradients at most (T+1)x for T tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import lightning as L
+import torch
+
+from mtl_bench.config.load import build_config
+from mtl_bench.data.datamodule import MultiTaskDataModule
+from mtl_bench.data.prepare import prepare_suite
+from mtl_bench.models.build import build_model
+from mtl_bench.tasks.catalog import suite_tasks
+from mtl_bench.training.fit import quiet_libraries
+from mtl_bench.training.system import bind_weighting
+from mtl_bench.weighting import WEIGHTINGS
+
+
+def step_time(name: str, model, initial, tasks, batches, cfg, warmup: int) -> float:
+    """Seconds per step of ``name`` over ``batches`` after ``warmup`` untimed steps."""
+    model.load_state_dict(initial)
+    L.seed_everything(0, verbose=False)
+    weighting = WEIGHTINGS.get(name)(sorted(tasks))
+    bind_weighting(weighting, model)
+    params = [p for p in [*model.parameters(), *weighting.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model.train()
+    start = 0.0
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            start = time.perf_counter()
+        losses = {t: tasks[t].loss(model, b) for t, b in sorted(batch.items()) if b is not None}
+        optimizer.zero_grad(set_to_none=True)
+        weighting.backward(losses, model.sharing.regularization())
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+    return (time.perf_counter() - start) / (len(batches) - warmup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated method names (default: every registered one)")
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+    quiet_libraries()
+    cfg = build_config("ecommerce", args.profile, sets=[*args.set, "train.progress=false"])
+    prepared = prepare_suite(suite_tasks("ecommerce"), cfg.data)
+    L.seed_everything(0, verbose=False)
+    model = build_model(cfg, prepared.tasks, prepared.vocab_size)
+    initial = copy.deepcopy(model.state_dict())
+    loader = MultiTaskDataModule(prepared.splits, cfg.train.batch_size, cfg.train.mixing, 0).train_dataloader()
+    batches: list = []
+    while len(batches) < args.warmup + args.steps:  # as many epochs as it takes
+        batches += [batch for batch, _, _ in loader][: args.warmup + args.steps - len(batches)]
+    names = ["ew"] + [n for n in (args.only.split(",") if args.only else WEIGHTINGS.names()) if n and n != "ew"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.repeats):
+        for name in names:
+            times[name].append(step_time(name, model, initial, prepared.tasks, batches, cfg, args.warmup))
+    num_tasks = len(prepared.tasks)
+    ew = statistics.median(times["ew"])
+    params = sum(p.numel() for p in model.parameters())
+    print(f"profile={args.profile} params={params:,} tasks={num_tasks} batch={cfg.train.batch_size}/task "
+          f"threads={torch.get_num_threads()} steps={args.steps} repeats={args.repeats}")
+    print(f"{'method':<12} {'kind':<9} {'ms/step':>9} {'x ew':>6} {'target':>7}  ok")
+    for name in names:
+        kind = WEIGHTINGS.get(name).kind
+        target = 1.1 if kind == "loss" else num_tasks + 1.0
+        ratio = statistics.median(times[name]) / ew
+        mark = "yes" if ratio <= target else "NO"
+        print(f"{name:<12} {kind:<9} {statistics.median(times[name]) * 1000:9.1f} {ratio:6.2f} {target:7.1f}  {mark}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Gradient-based weightings: DB-MTL and the TorchJD aggregators, on losses linear in the shared parameters so the
+Jacobian is known exactly."""
+
+import pytest
+import torch
+from torch import nn
+
+from mtl_bench.errors import UserError
+from mtl_bench.weighting import WEIGHTINGS
+from mtl_bench.weighting.jacobian import AGGREGATORS
+
+G1, G2 = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])  # conflicting: G1 . G2 = -0.5
+
+
+def linear_step(name: str, rows: list[torch.Tensor], extra_scale: float = 0.0, **opts) -> nn.Parameter:
+    """theta in R^d, L_t = rows[t] . theta: task t's gradient is rows[t]. Returns theta with its .grad."""
+    tasks = [f"t{i}" for i in range(len(rows))]
+    weighting = WEIGHTINGS.get(name)(tasks, **opts)
+    theta = nn.Parameter(torch.ones(len(rows[0])))
+    weighting.bind([theta], [], [theta])
+    extra = extra_scale * 0.5 * theta.pow(2).sum() if extra_scale else None
+    weighting.backward({t: row @ theta for t, row in zip(tasks, rows, strict=True)}, extra=extra)
+    return theta
+
+
+def test_pcgrad_projects_each_gradient_off_the_other_by_hand():
+    g1_pc = G1 - (G1 @ G2) / (G2 @ G2) * G2  # (1, 0) + 0.4 (-0.5, 1) = (0.8, 0.4)
+    g2_pc = G2 - (G1 @ G2) / (G1 @ G1) * G1  # (-0.5, 1) + 0.5 (1, 0) = (0, 1)
+    assert (g1_pc + g2_pc).tolist() == pytest.approx([0.8, 1.4])
+    assert linear_step("pcgrad", [G1, G2]).grad.tolist() == pytest.approx([0.8, 1.4])
+
+
+def test_mgda_gives_the_min_norm_convex_combination():
+    # TorchJD's MGDA weights sum to 1 (no factor T): d = gamma g1 + (1 - gamma) g2
+    gamma = float(((G2 - G1) @ G2 / (G1 - G2).pow(2).sum()).clamp(0, 1))  # 1.75 / 3.25
+    expected = gamma * G1 + (1 - gamma) * G2
+    assert expected.tolist() == pytest.approx([4 / 13, 6 / 13])
+    assert linear_step("mgda", [G1, G2]).grad.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_extra_is_added_to_the_aggregated_gradient():
+    theta = linear_step("pcgrad", [G1, G2], extra_scale=2.0)  # extra = theta^2, gradient 2 theta = (2, 2)
+    assert theta.grad.tolist() == pytest.approx([2.8, 3.4])
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_grad_equals_the_torchjd_aggregator_on_the_stacked_jacobian(name):
+    """Two shared tensors (the Jacobian is split across them) and three tasks."""
+    rows = torch.tensor([[1.0, 0.0, 2.0, -1.0], [-0.5, 1.0, 0.0, 0.5], [0.3, -2.0, 1.0, 1.0]])
+    tasks = ["t0", "t1", "t2"]
+    weighting = WEIGHTINGS.get(name)(tasks)
+    first, second = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(1, 2))
+    head = nn.Parameter(torch.tensor(2.0))  # task-specific: scales task t0's loss
+    weighting.bind([first, second], [head], [second])
+    losses = {t: row[:2] @ first + row[2:] @ second.flatten() for t, row in zip(tasks, rows, strict=True)}
+    losses["t0"] = losses["t0"] * head
+    torch.manual_seed(3)  # PCGrad, GradDrop and GradVac draw random numbers
+    weighting.backward(losses)
+    jacobian = rows.clone()
+    jacobian[0] *= 2.0  # d(head * L0)/d(shared) at head = 2
+    torch.manual_seed(3)
+    expected = AGGREGATORS[name].build(3, **AGGREGATORS[name].defaults)(jacobian)
+    assert torch.cat([first.grad, second.grad.flatten()]).tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert float(head.grad) == pytest.approx(float(rows[0, :2].sum() + rows[0, 2:].sum()))  # plain gradient
+
+
+def test_grad_accumulates_into_an_existing_grad():
+    weighting = WEIGHTINGS.get("upgrad")(["t0", "t1"])
+    theta = nn.Parameter(torch.ones(2))
+    theta.grad = torch.tensor([10.0, 20.0])
+    weighting.bind([theta], [], [theta])
+    weighting.backward({"t0": G1 @ theta, "t1": (G1 + G2) @ theta})  # no conflict: UPGrad gives the mean
+    assert theta.grad.tolist() == pytest.approx([10.0 + 0.75, 20.0 + 0.5])
+
+
+def test_a_missing_solver_names_the_pip_command(monkeypatch):
+    import torchjd._mixins
+
+    real = torchjd._mixins.find_spec
+    monkeypatch.setattr(torchjd._mixins, "find_spec", lambda name: None if name == "cvxpy" else real(name))
+    for name in ("nashmtl", "cagrad"):
+        with pytest.raises(UserError, match=r'pip install "mtl-bench\[solvers\]"'):
+            WEIGHTINGS.get(name)(["a", "b"])
+
+
+def test_bad_option_values_are_user_errors():
+    with pytest.raises(UserError, match="alignedmtl"):
+        WEIGHTINGS.get("alignedmtl")(["a", "b"], scale_mode="max")
+    with pytest.raises(UserError, match="mgda"):
+        WEIGHTINGS.get("mgda")(["a", "b"], epsilon=-1.0)
+    assert WEIGHTINGS.get("cagrad")(["a", "b"], c=0.2).options["c"] == 0.2
+
+
+def exp_losses(theta: torch.Tensor, head: torch.Tensor) -> dict[str, torch.Tensor]:
+    """log L_a = (3, 4) . theta + head and log L_b = (0, 1) . theta: the log-loss gradients are those rows."""
+    return {"a": torch.exp(torch.tensor([3.0, 4.0]) @ theta + head), "b": torch.exp(torch.tensor([0.0, 1.0]) @ theta)}
+
+
+def test_dbmtl_scales_every_task_to_the_largest_gradient_norm():
+    dbmtl = WEIGHTINGS.get("dbmtl")(["a", "b"], beta=0.0)  # no averaging: h_t = g_t
+    theta, head = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.tensor(0.0))
+    dbmtl.bind([theta], [head], [theta])
+    dbmtl.backward(exp_losses(theta, head))
+    # norms (5, 1): (3, 4) + 5 * (0, 1) = (3, 9); the head gets the plain gradient of log L_a + log L_b
+    assert theta.grad.tolist() == pytest.approx([3.0, 9.0])
+    assert float(head.grad) == pytest.approx(1.0)
+
+
+def test_dbmtl_averages_the_gradients_with_beta():
+    dbmtl = WEIGHTINGS.get("dbmtl")(["a", "b"])  # beta 0.9, beta_sigma 0: h <- 0.9 h + 0.1 g from h = 0
+    theta, head = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.tensor(0.0))
+    dbmtl.bind([theta], [head], [theta])
+    dbmtl.backward(exp_losses(theta, head))
+    assert theta.grad.tolist() == pytest.approx([0.3, 0.9])  # h = 0.1 g
+    theta.grad = None
+    dbmtl.backward(exp_losses(theta, head))
+    assert theta.grad.tolist() == pytest.approx([0.19 * 3, 0.19 * 9])  # h = 0.9 * 0.1 g + 0.1 g
