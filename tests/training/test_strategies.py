@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from mtl_bench.config.load import build_config
 from mtl_bench.fusion import FUSIONS
@@ -39,3 +40,27 @@ def test_strategy_trains_and_reports_cost(kind, name, data_dir, tracking_uri, tm
     # Only classification has two inputs; single-input tasks cannot lose their only one.
     assert set(results["robustness"]["product-classification"]) == {"no_image", "empty_title"}
     assert results["robustness"]["product-captioning"] == {} == results["robustness"]["video-tagging"]
+
+
+def backbone_distance(checkpoint) -> float:
+    """Squared L2 distance between the classification and video-tagging backbones of a soft-sharing checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+
+    def backbone(task: str) -> dict[str, torch.Tensor]:
+        prefix = f"model.sharing.backbones.{task}."
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    a, b = backbone("product-classification"), backbone("video-tagging")
+    assert a.keys() == b.keys() and a
+    return sum(float((a[k].float() - b[k].float()).square().sum()) for k in a)
+
+
+def test_soft_sharing_penalty_reaches_training(data_dir, tracking_uri, tmp_path):
+    """The trainer adds the sharing's regularisation: a strong tie keeps the task backbones closer than none."""
+    distances = {}
+    for weight in (0.0, 10.0):
+        cfg = build_config("ecommerce", "smoke", flags={"sharing.name": "soft"},
+                           sets=[f"data.dir={data_dir}", *SHORT, f"sharing.options.weight={weight}"])
+        run(cfg, tmp_path / str(weight), tracking_uri)
+        distances[weight] = backbone_distance(tmp_path / str(weight) / "checkpoints" / "best.ckpt")
+    assert distances[10.0] < 0.5 * distances[0.0]
