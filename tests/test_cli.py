@@ -54,6 +54,12 @@ def test_malformed_task_yaml_is_reported_with_its_file(tmp_path):
 def test_tasks_lists_suites_tasks_and_components():
     result = run_cli("tasks")
     assert result.returncode == 0, result.stderr
+    from mtl_bench.fusion import FUSIONS
+    from mtl_bench.sharing import SHARINGS
+    from mtl_bench.weighting import WEIGHTINGS
+
+    listed = set(result.stdout.replace(",", " ").split())
     for name in ("ecommerce", "product-classification", "product-captioning", "video-tagging",
-                 "classification", "captioning", "tagging", "early", "late", "hard", "single-task", "ew"):
-        assert name in result.stdout
+                 "classification", "captioning", "tagging", *FUSIONS.names(), *SHARINGS.names(), *WEIGHTINGS.names()):
+        assert name in listed, name
+    assert "weighting (gradient-based): alignedmtl, cagrad" in result.stdout

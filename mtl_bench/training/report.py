@@ -71,8 +71,11 @@ def print_catalog(console: Console | None = None) -> None:
                           f"{spec.main_score} {arrow}")
     console.print(table)
     for kind, registry in [("task types", TASK_TYPES), ("encoders", ENCODERS), ("fusion", FUSIONS),
-                           ("sharing", SHARINGS), ("heads", HEADS), ("weighting", WEIGHTINGS)]:
+                           ("sharing", SHARINGS), ("heads", HEADS)]:
         console.print(f"[bold]{kind}[/bold]: {', '.join(registry.names())}")
+    for kind in ("loss", "gradient"):
+        names = [n for n in WEIGHTINGS.names() if WEIGHTINGS.get(n).kind == kind]
+        console.print(f"[bold]weighting ({kind}-based)[/bold]: {', '.join(names)}")
 
 
 def print_compare(frame: Any, written: list[Any], console: Console | None = None) -> None:
