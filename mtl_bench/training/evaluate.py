@@ -45,16 +45,21 @@ ABLATION_NAMES = {IMAGE: "no_image", TEXT: "empty_title", VIDEO: "no_frames"}
 
 @torch.no_grad()
 def flops_per_sample(model: nn.Module, tasks: dict[str, TaskType], data: dict[str, TaskData]) -> dict[str, int]:
-    """Forward FLOPs of one training sample per task (teacher-forced loss), counted by torch's FlopCounterMode."""
+    """Forward FLOPs of one training sample per task (teacher-forced loss), counted by torch's FlopCounterMode.
+
+    Counted in training mode: in eval mode PyTorch runs transformer encoder layers through one fused kernel that
+    the counter does not see. Dropout draws random numbers in training mode, so the RNG state is restored after.
+    """
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    model.train()
     out = {}
-    for name, task in sorted(tasks.items()):
-        batch = _to(next(iter(task_loader(data[name], batch_size=8, shuffle=False, seed=0))), device)
-        with FlopCounterMode(display=False) as counter:
-            task.loss(model, batch)
-        out[name] = int(counter.get_total_flops() // len(batch["target"]))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for name, task in sorted(tasks.items()):
+            batch = _to(next(iter(task_loader(data[name], batch_size=8, shuffle=False, seed=0))), device)
+            with FlopCounterMode(display=False) as counter:
+                task.loss(model, batch)
+            out[name] = int(counter.get_total_flops() // len(batch["target"]))
     model.train(was_training)
     return out
 

@@ -66,3 +66,26 @@ def test_robustness_reports_the_drop_per_missing_input():
     assert drops["both"] == {"no_image": 0.5, "empty_title": 0.75}
     assert drops["lower"] == {"no_image": -0.5, "empty_title": -0.75}  # lower is better: a lower score is a gain
     assert drops["photo-only"] == {}  # removing the only input leaves nothing to score
+
+
+def test_flops_count_transformer_layers_in_eval_mode_too():
+    """PyTorch's fused inference path for encoder layers is invisible to the counter; we must not report it as 0."""
+    from mtl_bench.models.layers import TransformerStack
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stack = TransformerStack(dim=16, heads=2, layers=1, dropout=0.1)
+
+        def forward(self, batch):
+            return self.stack(torch.randn(len(batch["target"]), 4, 16))  # 4 tokens of width 16
+
+    model = Stack().eval()
+    task = ToyTask(["image"])
+    task.loss = lambda m, b: m(b).sum()
+    tokens, dim, hidden = 4, 16, 64
+    # q, k, v and output projections, the two attention matmuls, the feed-forward block: 2 FLOPs per multiply-add.
+    expected = 2 * (4 * tokens * dim * dim + 2 * tokens * tokens * dim + 2 * tokens * dim * hidden)
+    state = torch.random.get_rng_state()
+    assert flops_per_sample(model, {"t": task}, {"t": data()}) == {"t": expected}
+    assert not model.training and torch.equal(torch.random.get_rng_state(), state)
