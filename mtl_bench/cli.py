@@ -38,6 +38,24 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
     _add_common(cmp)
 
+    swp = sub.add_parser("sweep", help="run an Optuna sweep (FILE), or report on a study (report STUDY)",
+                         usage="mtl-bench sweep FILE [options] | mtl-bench sweep report STUDY [--storage URL] "
+                               "[--output-dir DIR]")
+    swp.add_argument("file", metavar="FILE | report", help="a sweep file (sweeps/*.yaml), or the word report")
+    swp.add_argument("study", metavar="STUDY", nargs="?", help="with report: the study's name")
+    swp.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach (default: "
+                     "the file's n_trials); a total over all workers")
+    swp.add_argument("--storage", default=None, help="Optuna storage URL shared by all workers, e.g. "
+                     "postgresql://user:pw@host/db (default: a sqlite file in the output dir)")
+    swp.add_argument("--study-name", default=None, help="study name (default: the file's study)")
+    swp.add_argument("--profile", default=None, help="smoke or default (default: the file's profile)")
+    swp.add_argument("--output-dir", default=None, help="trial folders, default storage and report "
+                     "(default runs/sweeps/<study>)")
+    swp.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for a new study (default "
+                     "sqlite:///./mlflow.db); later workers use the study's")
+    swp.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; a "
+                     "trial silent for 3 heartbeats is failed and retried (default 30)")
+
     sub.add_parser("tasks", help="list suites, tasks and registered components")
     return parser
 
@@ -65,6 +83,36 @@ def _compare(args: argparse.Namespace) -> None:
     print_compare(frame, written)
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    if args.file == "report":
+        from mtl_bench.sweeps.report import report
+
+        if args.study is None:
+            raise UserError("sweep report: expected a study name: mtl-bench sweep report STUDY")
+        given = [f"--{k.replace('_', '-')}" for k in ("n_trials", "study_name", "profile", "tracking_uri")
+                 if getattr(args, k) is not None]
+        if given:
+            raise UserError(f"sweep report: {', '.join(given)} is for running a sweep, not for its report")
+        for path in report(args.study, storage=args.storage, output_dir=args.output_dir):
+            print(path)
+        return
+    if args.study is not None:
+        raise UserError(f"sweep {args.file} {args.study}: expected one sweep FILE, or: report STUDY")
+    from mtl_bench.sweeps.runner import sweep
+
+    try:
+        summary = sweep(args.file, n_trials=args.n_trials, storage=args.storage, study_name=args.study_name,
+                        profile=args.profile, output_dir=args.output_dir, tracking_uri=args.tracking_uri,
+                        heartbeat=args.heartbeat)
+    except KeyboardInterrupt:
+        print("mtl-bench: sweep stopped; run the same command again to continue the study", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"study {summary.study}: {summary.finished}/{summary.n_trials} trials finished "
+          f"({len(summary.ran)} by this worker). {summary.best}")
+    print(f"report: mtl-bench sweep report {summary.study} --output-dir {summary.output_dir}"
+          + (f" --storage {summary.storage}" if summary.storage_given else ""))
+
+
 def _tasks(args: argparse.Namespace) -> None:
     from mtl_bench.training.report import print_catalog
 
@@ -74,7 +122,7 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"run": _run, "compare": _compare, "tasks": _tasks}[args.command](args)
+        {"run": _run, "compare": _compare, "sweep": _sweep, "tasks": _tasks}[args.command](args)
     except UserError as exc:
         print(f"mtl-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -52,6 +52,23 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return spec
 
 
+def with_overrides(spec: SweepSpec, path: str | Path, profile: str | None = None,
+                   n_trials: int | None = None) -> SweepSpec:
+    """The spec with ``--profile`` / ``--n-trials`` applied, validated and checked again like the file itself."""
+    flags = {"profile": profile, "n_trials": n_trials}
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if not changes:
+        return spec
+    try:
+        spec = SweepSpec.model_validate({**spec.model_dump(by_alias=True), **changes})
+    except ValidationError as exc:
+        message = str(_one_line(exc, Path(path)))
+        flag = next((k for k in changes if f"'{k}'" in message), next(iter(changes)))
+        raise UserError(f"--{flag.replace('_', '-')} {changes[flag]}: {message.split(': ', 2)[-1]}") from None
+    check_sweep(spec, f"{path} with --profile {spec.profile}" if profile else path)
+    return spec
+
+
 def _fail(source: str | Path, field: str, value: Any, expected: str) -> UserError:
     return UserError(f"{source}: field {field!r} = {value!r}: {expected}")
 

@@ -110,6 +110,7 @@ def fit_and_test(
     deterministic: bool,
     baselines_dir: Path | None = None,
     parent_run_id: str | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -130,7 +131,7 @@ def fit_and_test(
     tracker.log_params({"data_fingerprint": prepared.fingerprint})
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a rerun into the same folder starts clean
-    trainer = make_trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic)
+    trainer = make_trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic, callbacks)
     try:
         start = time.perf_counter()
         trainer.fit(system, datamodule=datamodule)

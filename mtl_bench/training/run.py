@@ -60,8 +60,12 @@ def run(
     tracking_uri: str | None = None,
     baselines_dir: str | Path | None = None,
     parent_run_id: str | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``."""
+    """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``.
+
+    ``callbacks``: extra Lightning callbacks for the Trainer (a sweep's pruning callback); none by default.
+    """
     from mtl_bench.training.fit import fit_and_test  # heavy imports (lightning, datasets) after validation
 
     out = Path(output_dir) if output_dir is not None else default_output_dir(cfg)
@@ -72,4 +76,4 @@ def run(
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 for the float32 parts outside bf16 autocast
     root = Path(baselines_dir) if baselines_dir is not None else None
-    return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic, root, parent_run_id)
+    return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic, root, parent_run_id, callbacks)
