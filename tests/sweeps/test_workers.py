@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_cli
@@ -95,8 +96,8 @@ def wait_until(worker: subprocess.Popen, storage: str, name: str, ready) -> list
             continue
         try:
             trials = load(storage, name).get_trials()
-        except (KeyError, optuna.exceptions.StorageInternalError):  # not created yet, or busy
-            continue
+        except (KeyError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            continue  # not created yet, busy, or its tables half made (the worker is creating them right now)
         found = ready(trials)
         if found is not None:
             return found, trials
@@ -125,7 +126,10 @@ def resumed(tmp_path_factory, data_dir, tracking_uri):
     """A two-objective sweep stopped by Ctrl-C during a trial, rerun and killed with SIGKILL during the retry of
     that trial, then run a third time to the end."""
     folder = tmp_path_factory.mktemp("resume")
-    sweep = write_sweep(folder, data_dir, "kill-resume", n_trials=3, objectives=2)
+    # Trials long enough (3 epochs of 6 steps, a few seconds) that the poll below sees each one while it trains.
+    slow = ["train.epochs=3", "train.limit_train_batches=6", "train.progress=false", "train.num_threads=1",
+            f"data.dir={data_dir}"]
+    sweep = write_sweep(folder, data_dir, "kill-resume", n_trials=3, objectives=2, set=slow)
     out = folder / "out"
     args = [str(sweep), "--output-dir", str(out), "--tracking-uri", tracking_uri, "--heartbeat", "1"]
     storage = f"sqlite:///{out / 'study.db'}"
