@@ -44,7 +44,10 @@ def load(storage: str, name: str) -> optuna.Study:
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_two_workers_share_one_study(backend, request, tmp_path, data_dir, tracking_uri):
     n_trials = 4
-    sweep = write_sweep(tmp_path, data_dir, f"two-workers-{backend}", n_trials)
+    # Trials of a few seconds, so that the second worker is up before the first could take every trial.
+    sets = ["train.epochs=2", "train.limit_train_batches=4", "train.progress=false", "train.num_threads=1",
+            f"data.dir={data_dir}"]
+    sweep = write_sweep(tmp_path, data_dir, f"two-workers-{backend}", n_trials, set=sets)
     out = tmp_path / "out"
     if backend == "postgresql":
         storage = request.getfixturevalue("postgres_url")
