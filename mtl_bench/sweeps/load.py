@@ -12,7 +12,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from mtl_bench.config.load import apply_set, build_config, parse_set
@@ -29,21 +28,13 @@ from mtl_bench.sweeps.spec import (
     Objective,
     SweepSpec,
 )
+from mtl_bench.yamlfile import read_mapping
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """The validated sweep in ``path``, checked against the suite, the config schema and the registries."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read sweep file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    raw = read_mapping(path, "sweep file")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:

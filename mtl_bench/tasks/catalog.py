@@ -10,12 +10,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from mtl_bench.errors import UserError
 from mtl_bench.registry import did_you_mean
 from mtl_bench.tasks.spec import ALLOWED_MODALITIES, SuiteSpec, TaskSpec
+from mtl_bench.yamlfile import read_mapping
 
 
 def tasks_root() -> Path:
@@ -31,14 +31,7 @@ def tasks_root() -> Path:
 
 
 def _load(path: Path, model: type[BaseModel]) -> BaseModel:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    raw = read_mapping(path)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
