@@ -17,6 +17,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None, help="where results go (run: results.json and checkpoints)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
     parser.add_argument("--baselines", default=None, help="single-task baseline store (default runs/baselines)")
+    parser.add_argument("--submit", action="store_true", help="also write a leaderboard submission file (results "
+                        "and test predictions of every seed): run: DIR/submission.json, compare: "
+                        "DIR/submissions/<cell>.json")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; a "
                      "trial silent for 3 heartbeats is failed and retried (default 30)")
 
+    board = sub.add_parser("leaderboard", help="submit to a leaderboard (submit FILE) or show one (show NAME)",
+                           usage="mtl-bench leaderboard submit FILE --leaderboard NAME [--name NAME] | "
+                                 "mtl-bench leaderboard show NAME [--format table|md|html|csv] [--output FILE]")
+    board_sub = board.add_subparsers(dest="action", required=True)
+    submit = board_sub.add_parser("submit", help="verify a submission file and add it to a leaderboard")
+    submit.add_argument("file", help="a submission file (written by run/compare --submit)")
+    submit.add_argument("--leaderboard", required=True, help="leaderboard name (leaderboards/NAME.yaml)")
+    submit.add_argument("--name", default=None, help="the entry's name (default: the file's)")
+    show = board_sub.add_parser("show", help="the ranked table of a leaderboard")
+    show.add_argument("leaderboard", help="leaderboard name (leaderboards/NAME.yaml)")
+    show.add_argument("--format", default="table", choices=["table", "md", "html", "csv"], help="default table")
+    show.add_argument("--output", default=None, help="write to FILE instead of printing")
+
     sub.add_parser("tasks", help="list suites, tasks and registered components")
     return parser
 
@@ -70,6 +86,14 @@ def _run(args: argparse.Namespace) -> None:
     cfg = build_config(args.suite, args.profile, flags=flags, sets=args.set, config_file=args.config)
     results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines)
     print_results(results)
+    if args.submit:
+        from pathlib import Path
+
+        from mtl_bench.leaderboard.submission import make_submission, write_submission
+        from mtl_bench.training.run import default_output_dir
+
+        out = Path(args.output_dir) if args.output_dir else default_output_dir(cfg)
+        print(f"submission: {write_submission(out / 'submission.json', make_submission([out]))}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -78,7 +102,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     frame, written = compare(
         args.suite, args.grid, seeds=args.seeds, profile=args.profile, sets=args.set, config_file=args.config,
-        output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines,
+        output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines, submit=args.submit,
     )
     print_compare(frame, written)
 
@@ -113,6 +137,30 @@ def _sweep(args: argparse.Namespace) -> None:
           + (f" --storage {summary.storage}" if summary.storage_given else ""))
 
 
+def _leaderboard(args: argparse.Namespace) -> None:
+    from mtl_bench.leaderboard import store
+    from mtl_bench.leaderboard.render import render, rich_table
+
+    if args.action == "submit":
+        outcome = store.submit(args.file, args.leaderboard, name=args.name)
+        rank = "unranked" if outcome.rank != outcome.rank else f"rank {outcome.rank:.0f} of {outcome.total}"
+        print(f"accepted {outcome.entry.name!r} on leaderboard {args.leaderboard}: {rank}; stored as {outcome.path}")
+        return
+    spec, frame = store.show(args.leaderboard)
+    if args.format == "table" and args.output is None:
+        from rich.console import Console
+
+        Console(width=max(Console().width, 200)).print(rich_table(spec, frame))  # wide rather than squashed
+        return
+    text = render(spec, frame, args.format)
+    if args.output is None:
+        print(text, end="")
+    else:
+        from mtl_bench.results.io import write_text_atomic
+
+        print(write_text_atomic(args.output, text))
+
+
 def _tasks(args: argparse.Namespace) -> None:
     from mtl_bench.training.report import print_catalog
 
@@ -122,7 +170,8 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"run": _run, "compare": _compare, "sweep": _sweep, "tasks": _tasks}[args.command](args)
+        commands = {"run": _run, "compare": _compare, "sweep": _sweep, "leaderboard": _leaderboard, "tasks": _tasks}
+        commands[args.command](args)
     except UserError as exc:
         print(f"mtl-bench: error: {exc}", file=sys.stderr)
         return 2

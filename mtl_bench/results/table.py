@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ DELTAS = ("delta_p", "delta_m")
 # Cost columns, mean over seeds; flops_per_sample is stored per task and summed over tasks.
 COSTS = ("params", "trainable_params", "flops_per_sample", "step_ms", "peak_memory_mb", "train_seconds",
          "backward_passes")
-_COUNTS = {"seeds", "params", "trainable_params", "flops_per_sample", "backward_passes"}  # shown as integers
-_LABELS = {"delta_p": "Δp % ↑", "delta_m": "Δm % ↓", "mean_rank": "mean rank ↓"}
+_COUNTS = {"rank", "seeds", "params", "trainable_params", "flops_per_sample", "backward_passes"}  # shown as integers
+_LABELS = {"delta_p": "Δp % ↑", "delta_m": "Δm % ↓", "mean_rank": "mean rank ↓", "mean_main": "mean main score ↑"}
 LEGEND = (
     "Δp: mean over tasks of the mean relative improvement over the task's metrics vs. single-task training of the "
     "same seed, % (higher is better; LibMTL, Maninis et al. 2019). Δm: mean relative change over all metrics, signed "
@@ -89,12 +89,14 @@ def compare_frame(
     results_list: Sequence[Mapping[str, Any]],
     baselines: Mapping[int, Mapping[str, Mapping[str, float]]] | None = None,
     directions: Directions | None = None,
+    label: Callable[[Mapping[str, Any]], str] = cell_label,
 ) -> pd.DataFrame:
     """One row per cell, sorted best first: by Δp (descending) when any cell has one, else by mean rank.
 
     ``baselines`` maps seed -> single-task scores ``{task: {metric: value}}``; each run is scored against the baseline
     of its own seed, over the tasks it has, with ``directions`` ``{task: {metric: higher_is_better}}`` covering every
-    metric. A run whose seed has no baseline gets NaN, which makes its cell's Δp / Δm NaN. With ``baselines=None``
+    metric. ``label`` names the row of a run (default: its cell). A run whose seed has no baseline gets NaN, which
+    makes its cell's Δp / Δm NaN. With ``baselines=None``
     the Δ stored in each results.json (``delta``) is used where present. ``frame.attrs`` holds
     ``missing_baseline_seeds`` (sorted seeds without a baseline), ``skipped_metrics`` ("task/metric" with a zero
     baseline), ``higher_is_better`` (score column -> direction) and ``suite``.
@@ -108,10 +110,10 @@ def compare_frame(
         raise ValueError(f"results of several suites cannot be compared in one table: {', '.join(suites)}")
     cells: dict[str, list[Mapping[str, Any]]] = {}
     for results in results_list:
-        label = cell_label(results)
-        runs = cells.setdefault(label, [])
+        name = label(results)
+        runs = cells.setdefault(name, [])
         if any(r["seed"] == results["seed"] for r in runs):
-            raise ValueError(f"cell {label!r} has seed {results['seed']} twice")
+            raise ValueError(f"cell {name!r} has seed {results['seed']} twice")
         runs.append(results)
     mains: dict[str, tuple[str, bool]] = {}  # task -> (main score, higher is better)
     for results in results_list:
@@ -123,15 +125,15 @@ def compare_frame(
     missing: set[int] = set()
     skipped: set[str] = set()
     rows = []
-    for label, runs in cells.items():
+    for name, runs in cells.items():
         config = runs[0]["config"]
-        row: dict[str, Any] = {"cell": label, **{axis: config[axis]["name"] for axis in AXES}, "seeds": len(runs)}
+        row: dict[str, Any] = {"cell": name, **{axis: config[axis]["name"] for axis in AXES}, "seeds": len(runs)}
         for task, (main, _) in mains.items():
             values = [r["tasks"][task]["metrics"][main] if task in r["tasks"] else math.nan for r in runs]
             row[f"{task}/{main}"], row[f"{task}/{main}{CI}"] = mean_ci95(values)
         deltas: dict[str, list[float]] = {name: [] for name in DELTAS}
         for results in runs:
-            seed_deltas = _seed_deltas(results, baselines, directions, label)
+            seed_deltas = _seed_deltas(results, baselines, directions, name)
             if seed_deltas is None:
                 missing.add(int(results["seed"]))
                 seed_deltas = (math.nan, math.nan, [])
@@ -204,23 +206,26 @@ def _format(column: str, row: pd.Series, decimals: int) -> str:
     return text
 
 
+def display_cells(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Headers (with ↑/↓) and formatted rows ("mean ± ci", one precision per column) of ``columns``."""
+    directions = frame.attrs.get("higher_is_better", {})
+    headers = [_LABELS.get(c, f"{c} {'↑' if directions[c] else '↓'}" if c in directions else c) for c in columns]
+    decimals = {c: _decimals(frame[c]) for c in columns}
+    rows = [[_format(c, row, decimals[c]) for c in columns] for _, row in frame.iterrows()]
+    return headers, rows
+
+
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str], text_columns: Sequence[str] = ("cell",)) -> list[str]:
+    headers, rows = display_cells(frame, columns)
+    rule = "|" + "|".join("---" if c in text_columns else "---:" for c in columns) + "|"
+    return ["| " + " | ".join(headers) + " |", rule] + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def compare_markdown(frame: pd.DataFrame) -> str:
     """The table as markdown, "mean ± ci" per cell, all-NaN columns and the per-axis names left out, plus a legend."""
-    directions = frame.attrs.get("higher_is_better", {})
-    columns = [
-        c for c in frame.columns
-        if c not in AXES and not c.endswith(CI) and frame[c].notna().any()
-    ]
-    headers = [_LABELS.get(c, f"{c} {'↑' if directions[c] else '↓'}" if c in directions else c) for c in columns]
-    lines = [
-        f"# mtl-bench compare: {frame.attrs['suite']}" if "suite" in frame.attrs else "# mtl-bench compare",
-        "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" if c == "cell" else "---:" for c in columns) + "|",
-    ]
-    decimals = {c: _decimals(frame[c]) for c in columns}
-    lines += ["| " + " | ".join(_format(c, row, decimals[c]) for c in columns) + " |" for _, row in frame.iterrows()]
-    lines += ["", LEGEND]
+    columns = [c for c in frame.columns if c not in AXES and not c.endswith(CI) and frame[c].notna().any()]
+    title = f"# mtl-bench compare: {frame.attrs['suite']}" if "suite" in frame.attrs else "# mtl-bench compare"
+    lines = [title, "", *markdown_table(frame, columns), "", LEGEND]
     if frame.attrs.get("missing_baseline_seeds"):
         seeds = ", ".join(str(s) for s in frame.attrs["missing_baseline_seeds"])
         lines.append(f"No single-task baseline for seed(s) {seeds}: Δp and Δm of their cells are n/a.")

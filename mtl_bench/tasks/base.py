@@ -62,12 +62,46 @@ class TaskType(ABC):
         """Every metric this type offers, by name (the spec picks a subset)."""
 
     @abstractmethod
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
-        """Predict a batch (eval mode) and update the metrics with it."""
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> Any:
+        """Predictions of a batch (eval mode) in the form the metrics take: class ids, tag scores or caption texts."""
 
     @abstractmethod
+    def predictions_from_json(self, rows: list[Any]) -> Any:
+        """Predictions read back from JSON rows (one per sample), checked; ValueError says what is wrong."""
+
+    @abstractmethod
+    def trivial_predictions(self, train: TaskData, test: TaskData) -> Any:
+        """Predictions of the trivial predictor (fit on train) for every sample of ``test``."""
+
+    def metric_target(self, target: Tensor, references: list[list[str]] | None) -> Any:
+        """What the metrics compare predictions with: the targets tensor by default."""
+        return target
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+        """Predict a batch (eval mode) and update the metrics with it."""
+        metrics.update(self.predict(model, batch), self.metric_target(batch["target"], batch.get("references")))
+
+    def score_predictions(self, predictions: Any, data: TaskData) -> dict[str, float]:
+        """This task's metrics of ``predictions`` (one per sample of ``data``, in order) against ``data``'s labels."""
+        metrics = self.make_metrics()
+        metrics.update(predictions, self.metric_target(data.target, data.references))
+        return self.scores(metrics)
+
     def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
         """Scores of the trivial predictor (fit on train, scored on test) under this task's metrics."""
+        return self.score_predictions(self.trivial_predictions(train, test), test)
+
+    @staticmethod
+    def concat(parts: list[Any]) -> Any:
+        """Per-batch predictions joined in order (tensors on CPU, or lists)."""
+        if isinstance(parts[0], Tensor):
+            return torch.cat([p.cpu() for p in parts])
+        return [row for part in parts for row in part]
+
+    @staticmethod
+    def predictions_to_json(predictions: Any) -> list[Any]:
+        """One JSON value per sample; float32 scores round-trip exactly through Python floats."""
+        return predictions.tolist() if isinstance(predictions, Tensor) else list(predictions)
 
     def make_metrics(self) -> MetricCollection:
         available = self.all_metrics()

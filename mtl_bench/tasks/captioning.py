@@ -8,7 +8,6 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 
 from mtl_bench.config.schema import ModelConfig
 from mtl_bench.data.batches import TaskData
@@ -45,14 +44,21 @@ class Captioning(TaskType):
     def all_metrics(self) -> dict[str, Any]:
         return dict(caption_metrics().items())
 
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[str]:
         features = model.features(self.spec.name, self.inputs(batch))
-        ids = model.heads[self.spec.name].generate(features, beam_size=self.beam_size)
-        metrics.update(self.ctx.decode(ids), batch["references"])
+        return self.ctx.decode(model.heads[self.spec.name].generate(features, beam_size=self.beam_size))
 
-    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+    def metric_target(self, target: Tensor, references: list[list[str]] | None) -> list[list[str]]:
+        return references or []
+
+    def predictions_from_json(self, rows: list[Any]) -> list[str]:
+        """One generated caption (a string) per image."""
+        for i, value in enumerate(rows):
+            if not isinstance(value, str):
+                raise ValueError(f"sample {i}: {str(value)[:80]!r} is not a caption (a string)")
+        return list(rows)
+
+    def trivial_predictions(self, train: TaskData, test: TaskData) -> list[str]:
         """Every image gets the most frequent training caption."""
         most_common = Counter(refs[0] for refs in train.references or []).most_common(1)[0][0]
-        metrics = self.make_metrics()
-        metrics.update([most_common] * len(test), test.references or [])
-        return self.scores(metrics)
+        return [most_common] * len(test)

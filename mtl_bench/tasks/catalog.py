@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from mtl_bench.errors import UserError
+from mtl_bench.errors import UserError, field_error
 from mtl_bench.registry import did_you_mean
 from mtl_bench.tasks.spec import ALLOWED_MODALITIES, SuiteSpec, TaskSpec
 from mtl_bench.yamlfile import read_mapping
@@ -35,10 +35,7 @@ def _load(path: Path, model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        value = err.get("input") if err["type"] != "missing" else "(missing)"
-        raise UserError(f"{path}: field {field!r} = {value!r}: {err['msg']}") from None
+        raise UserError(f"{path}: {field_error(exc)}") from None
 
 
 def _check_task(spec: TaskSpec, path: Path) -> None:

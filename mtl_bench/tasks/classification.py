@@ -7,7 +7,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from mtl_bench.data.batches import TaskData
@@ -33,12 +32,18 @@ class Classification(TaskType):
             "macro_f1": MulticlassF1Score(num_classes=n, average="macro"),
         }
 
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
-        metrics.update(model(self.spec.name, self.inputs(batch)).argmax(-1), batch["target"])
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        return model(self.spec.name, self.inputs(batch)).argmax(-1)
 
-    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+    def predictions_from_json(self, rows: list[Any]) -> Tensor:
+        """Class ids, each an integer in [0, number of classes)."""
+        n = len(self.ctx.label_names)
+        for i, value in enumerate(rows):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+                raise ValueError(f"sample {i}: {value!r} is not a class id (an integer from 0 to {n - 1})")
+        return torch.as_tensor(rows, dtype=torch.long)
+
+    def trivial_predictions(self, train: TaskData, test: TaskData) -> Tensor:
         """Every product gets the most frequent training class."""
         majority = torch.bincount(train.target, minlength=len(self.ctx.label_names)).argmax()
-        metrics = self.make_metrics()
-        metrics.update(torch.full_like(test.target, int(majority)), test.target)
-        return self.scores(metrics)
+        return torch.full_like(test.target, int(majority))

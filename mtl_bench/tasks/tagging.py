@@ -7,7 +7,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from mtl_bench.data.batches import TaskData
@@ -38,13 +37,23 @@ class Tagging(TaskType):
             "macro_f1": MultilabelF1Score(num_labels=k, average="macro"),
         }
 
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: dict[str, Any]) -> None:
-        probs = torch.sigmoid(model(self.spec.name, self.inputs(batch)).float())
-        metrics.update(probs, batch["target"].long())
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        return torch.sigmoid(model(self.spec.name, self.inputs(batch)).float())
 
-    def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
+    def metric_target(self, target: Tensor, references: list[list[str]] | None) -> Tensor:
+        return target.long()
+
+    def predictions_from_json(self, rows: list[Any]) -> Tensor:
+        """Per clip, one score in [0, 1] for every tag."""
+        k = len(self.ctx.label_names)
+        for i, row in enumerate(rows):
+            ok = isinstance(row, list) and len(row) == k
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in row)
+            if not ok:
+                raise ValueError(f"sample {i}: expected a list of {k} tag scores in [0, 1], got {str(row)[:80]}")
+        return torch.as_tensor(rows, dtype=torch.float32).reshape(len(rows), k)
+
+    def trivial_predictions(self, train: TaskData, test: TaskData) -> Tensor:
         """Every clip gets the training tag frequencies as scores (so F1 counts the tags present in over half)."""
         prior = train.target.float().mean(0)
-        metrics = self.make_metrics()
-        metrics.update(prior.expand_as(test.target).clone(), test.target.long())
-        return self.scores(metrics)
+        return prior.expand_as(test.target).clone()

@@ -94,8 +94,10 @@ def compare(
     output_dir: str | Path | None = None,
     tracking_uri: str | None = None,
     baselines_dir: str | Path | None = None,
+    submit: bool = False,
 ) -> tuple[Any, list[Path]]:
-    """Run (or reuse) every cell x seed, then write compare.csv / compare.md / compare.png into the output dir."""
+    """Run (or reuse) every cell x seed, then write compare.csv / compare.md / compare.png into the output dir;
+    with ``submit``, also one leaderboard submission per cell (all its seeds) as ``submissions/<cell>.json``."""
     from mtl_bench.results.table import compare_frame, write_compare
     from mtl_bench.tracking.tracker import default_tracking_uri
 
@@ -109,9 +111,11 @@ def compare(
     parent = _parent(uri, suite, out)
     root = Path(baselines_dir) if baselines_dir is not None else None
     collected = []
+    cell_dirs: dict[str, list[Path]] = {}
     try:
         for index, (cell, cfg) in enumerate(runs, start=1):
             path = out / "runs" / cell / f"seed{cfg.seed}"
+            cell_dirs.setdefault(cell, []).append(path)
             results = _done(path, cfg)
             status = "done before, reused" if results is not None else "running"
             print(f"[{index}/{len(runs)}] {cell} seed {cfg.seed}: {status}", flush=True)
@@ -126,6 +130,11 @@ def compare(
             results["delta"] = baselines.delta_against(results, *found)
     frame = compare_frame(collected)
     written = write_compare(frame, out)
+    if submit:
+        from mtl_bench.leaderboard.submission import make_submission, write_submission
+
+        for cell, dirs in cell_dirs.items():
+            written.append(write_submission(out / "submissions" / f"{cell}.json", make_submission(dirs)))
     for path in written:
         parent.log_artifact(path)
     parent.finish("FINISHED")

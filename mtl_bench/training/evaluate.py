@@ -1,4 +1,4 @@
-"""Evaluation outside the Trainer: FLOPs per sample and robustness to a missing modality.
+"""Evaluation outside the Trainer: test predictions, FLOPs per sample and robustness to a missing modality.
 
 Both run the trained model in eval mode over batches of the tasks' data, on whatever device the model is on.
 """
@@ -73,6 +73,18 @@ def score(model: nn.Module, task: TaskType, data: TaskData, batch_size: int, abl
         batch = _to(batch, device)
         task.update_metrics(metrics, model, ablate(batch) if ablate else batch)
     return TaskType.scores(metrics)[task.spec.main_score]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, task: TaskType, data: TaskData, batch_size: int) -> Any:
+    """The task's predictions for every sample of ``data``, in order (eval mode; the model's mode is restored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = task_loader(data, batch_size, shuffle=False, seed=0)
+    parts = [task.predict(model, _to(batch, device)) for batch in loader]
+    model.train(was_training)
+    return task.concat(parts)
 
 
 def robustness(

@@ -24,6 +24,7 @@ from mtl_bench.tasks.catalog import get_suite, suite_tasks
 from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri, flatten
 from mtl_bench.training.checkpoint_io import AtomicCheckpointIO
 from mtl_bench.training.evaluate import flops_per_sample, robustness
+from mtl_bench.training.predictions import test_predictions, write_predictions
 from mtl_bench.training.provenance import peak_memory_mb, provenance
 from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
 from mtl_bench.weighting import WEIGHTINGS
@@ -141,6 +142,7 @@ def fit_and_test(
         flops = flops_per_sample(system.model, prepared.tasks, test_data)
         main = {name: system.test_scores[name][task.spec.main_score] for name, task in prepared.tasks.items()}
         robust = robustness(system.model, prepared.tasks, test_data, 2 * cfg.train.batch_size, main)
+        predictions = test_predictions(system.model, prepared.tasks, test_data, 2 * cfg.train.batch_size)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
         tracker.finish("KILLED")
         raise
@@ -180,6 +182,7 @@ def fit_and_test(
     delta = score_against_baseline(results, results_path, baselines_dir)
     results["delta"] = None if delta is None else delta.model_dump(mode="json")
     results = Results.model_validate(results).model_dump(mode="json")
+    predictions_path = write_predictions(out, predictions)  # before results.json, which marks the run as done
     write_json_atomic(results_path, results)
     config_path = write_json_atomic(out / "config.json", config)
     tracker.log_metrics(
@@ -192,6 +195,7 @@ def fit_and_test(
     )
     tracker.log_artifact(results_path)
     tracker.log_artifact(config_path)
+    tracker.log_artifact(predictions_path)
     tracker.finish("FINISHED")
     return results
 

@@ -1,0 +1,1 @@
+"""Leaderboards: definitions (leaderboards/NAME.yaml), verified submissions, ranked tables."""

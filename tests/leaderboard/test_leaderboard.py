@@ -1,0 +1,225 @@
+"""Leaderboards end to end: real submissions from ``compare --submit``, verified, stored, ranked and shown; and every
+way a submission is turned away (changed scores or predictions, other data, too few seeds, duplicates, bad files)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from mtl_bench.errors import UserError
+from mtl_bench.leaderboard import store
+from mtl_bench.leaderboard.definition import load_leaderboard
+from tests.conftest import run_cli
+
+DIRECTIONS = {"accuracy": True, "macro_f1": True, "bleu4": True, "rougeL": True, "cider": True, "map": True,
+              "micro_f1": True}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def write(path: Path, submission: dict) -> Path:
+    path.write_text(json.dumps(submission))
+    return path
+
+
+def rejected(path: Path) -> str:
+    """Submit through the CLI, expect exit code 2 and one error line without a traceback; return the line."""
+    done = run_cli("leaderboard", "submit", str(path), "--leaderboard", "smoke")
+    assert done.returncode == 2, (done.stdout, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def test_submission_holds_every_seed_with_predictions_and_provenance(submissions):
+    sub = load(submissions["hard"])
+    assert [r["results"]["seed"] for r in sub["runs"]] == [0, 1, 2]
+    assert sub["name"] == "hard-early-ew" and "seed" not in sub["config"] and sub["config"]["sharing"]["name"] == "hard"
+    assert set(sub["environment"]) == {"python", "platform", "torch", "device"} and sub["package_version"]
+    predictions = sub["runs"][0]["predictions"]
+    assert len(predictions["product-classification"]) == 64 and len(predictions["video-tagging"]) == 48
+    assert all(isinstance(c, str) for c in predictions["product-captioning"])
+    assert all(isinstance(row, list) and all(0 <= v <= 1 for v in row) for row in predictions["video-tagging"])
+    run_dir = submissions["hard"].parents[1] / "runs" / "hard" / "seed0"
+    assert load(run_dir / "predictions.json") == predictions  # the run kept them beside results.json
+
+
+def hand_delta_p(method_runs: list[dict], baseline_runs: list[dict]) -> float:
+    """LibMTL Δp per seed against the baseline's mean over seeds, then the mean over seeds (zero baselines skipped)."""
+    tasks = baseline_runs[0]["results"]["tasks"]
+    base = {t: {m: sum(r["results"]["tasks"][t]["metrics"][m] for r in baseline_runs) / len(baseline_runs)
+                for m in tasks[t]["metrics"]} for t in tasks}
+    per_seed = []
+    for run in method_runs:
+        task_means = []
+        for t, metrics in base.items():
+            gains = [(run["results"]["tasks"][t]["metrics"][m] - b) / b * (1 if DIRECTIONS[m] else -1)
+                     for m, b in metrics.items() if b != 0]
+            if gains:
+                task_means.append(sum(gains) / len(gains))
+        per_seed.append(100 * sum(task_means) / len(task_means))
+    return sum(per_seed) / len(per_seed)
+
+
+def test_valid_submissions_are_accepted_ranked_and_shown(board, submissions):
+    first = run_cli("leaderboard", "submit", str(submissions["single-task"]), "--leaderboard", "smoke")
+    assert first.returncode == 0, first.stderr
+    assert "rank 1 of 1" in first.stdout
+    second = run_cli("leaderboard", "submit", str(submissions["hard"]), "--leaderboard", "smoke")
+    assert second.returncode == 0, second.stderr
+    assert "accepted 'hard-early-ew'" in second.stdout
+
+    done = run_cli("leaderboard", "show", "smoke", "--format", "csv")
+    frame = pd.read_csv(io.StringIO(done.stdout)).set_index("name")
+    assert sorted(frame.index) == ["hard-early-ew", "single-task-early-ew"]
+    assert frame.loc["single-task-early-ew", "delta_p"] == 0.0
+    hard, single = load(submissions["hard"])["runs"], load(submissions["single-task"])["runs"]
+    assert frame.loc["hard-early-ew", "delta_p"] == pytest.approx(hand_delta_p(hard, single), rel=1e-6)
+    accuracy = [r["results"]["tasks"]["product-classification"]["metrics"]["accuracy"] for r in hard]
+    assert frame.loc["hard-early-ew", "product-classification/accuracy"] == pytest.approx(sum(accuracy) / 3)
+    expected_order = sorted(frame.index, key=lambda n: -frame.loc[n, "delta_p"])
+    assert [frame.index[int(r) - 1] for r in sorted(frame["rank"])] == list(frame.index)
+    assert list(frame.sort_values("rank").index) == expected_order
+    rank = int(frame.loc["hard-early-ew", "rank"])
+    assert f"rank {rank} of 2" in second.stdout
+
+    readme = (board / "smoke" / "README.md").read_text()
+    assert "hard-early-ew" in readme and "single-task-early-ew" in readme and "Δp" in readme
+    table = run_cli("leaderboard", "show", "smoke")
+    assert table.returncode == 0 and "hard-early-ew" in table.stdout and "±" in table.stdout
+    stored = load(board / "smoke" / "submissions" / "hard-early-ew.json")
+    assert stored["accepted"]["digest"] and stored["runs"] == load(submissions["hard"])["runs"]
+
+
+def test_a_changed_metric_is_rejected_naming_what_differs(board, submissions, tmp_path):
+    sub = load(submissions["hard"])
+    claims = sub["runs"][1]["results"]["tasks"]["product-classification"]["metrics"]
+    true_value = claims["accuracy"]
+    claims["accuracy"] = true_value + 0.05
+    message = rejected(write(tmp_path / "changed.json", sub))
+    assert "seed 1, task product-classification, metric accuracy" in message
+    assert f"claimed {true_value + 0.05:.6f}, recomputed {true_value:.6f}" in message
+    assert not list(board.rglob("submissions/*.json"))
+
+
+def test_changed_predictions_no_longer_match_the_claimed_scores(board, submissions, tmp_path):
+    sub = load(submissions["hard"])
+    sub["runs"][2]["predictions"]["product-captioning"] = ["a red shirt"] * 64
+    message = rejected(write(tmp_path / "changed.json", sub))
+    assert "seed 2, task product-captioning, metric" in message and "recomputed" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s.update(data_fingerprint="0" * 64), "field 'data_fingerprint' = '0000"),
+        (lambda s: s["runs"][0]["results"].update(data_fingerprint="abc"), "field 'runs.0.results.data_fingerprint'"),
+        (lambda s: s.update(runs=s["runs"][:2]), "2 seed(s) (0, 1); leaderboard smoke needs at least 3"),
+        (lambda s: s["runs"][2]["results"].update(seed=0), "seed 0 appears twice"),
+        (lambda s: s.update(suite_version=2), "field 'suite_version' = 2: leaderboard smoke expects 1"),
+        (lambda s: s.pop("environment"), "field 'environment' = '(missing)': Field required"),
+        (lambda s: s["runs"][0]["predictions"]["product-classification"].__setitem__(3, 999),
+         "field 'runs.0.predictions.product-classification': sample 3: 999 is not a class id"),
+        (lambda s: s["runs"][0]["predictions"]["video-tagging"].pop(), "47 predictions for 48 test samples"),
+        (lambda s: s["runs"][1]["predictions"].pop("video-tagging"), "field 'runs.1.predictions': missing video-tag"),
+        (lambda s: s["runs"][1]["results"]["config"]["model"].update(dim=64), "differs from field 'config' beyond"),
+    ],
+    ids=["fingerprint", "seed-fingerprint", "too-few-seeds", "seed-twice", "suite-version", "schema", "class-id",
+         "count", "missing-task", "config"],
+)
+def test_invalid_submissions_are_rejected_in_one_line(board, submissions, tmp_path, change, expected):
+    sub = load(submissions["hard"])
+    change(sub)
+    path = write(tmp_path / "bad.json", sub)
+    with pytest.raises(UserError, match="") as info:
+        store.submit(path, "smoke")
+    assert expected in str(info.value) and str(path) in str(info.value)
+
+
+def test_duplicates_and_taken_names_are_rejected(board, submissions, tmp_path):
+    store.submit(submissions["hard"], "smoke")
+    assert "duplicate: the same predictions were accepted before as 'hard-early-ew'" in rejected(
+        write(tmp_path / "copy.json", load(submissions["hard"]) | {"name": "my-copy"}))
+    with pytest.raises(UserError, match="already has a submission of that name"):
+        store.submit(submissions["single-task"], "smoke", name="hard-early-ew")
+    assert rejected(tmp_path / "missing.json").endswith("cannot read submission: No such file or directory\n")
+
+
+def _variant(sub: dict, i: int, prepared) -> dict:
+    """A different, honest submission: one classification prediction of seed 0 changed and its scores recomputed."""
+    out = copy.deepcopy(sub)
+    out["name"] = f"variant-{i}"
+    task, test = prepared.tasks["product-classification"], prepared.splits["product-classification"]["test"]
+    rows = out["runs"][0]["predictions"]["product-classification"]
+    rows[i] = (rows[i] + 1) % len(task.ctx.label_names)
+    scores = task.score_predictions(torch.as_tensor(rows), test)
+    out["runs"][0]["results"]["tasks"]["product-classification"]["metrics"] = scores
+    return out
+
+
+def test_twenty_concurrent_submits_leave_twenty_entries_and_no_broken_file(board, submissions, tmp_path):
+    from mtl_bench.config.schema import RunConfig
+    from mtl_bench.data.prepare import prepare_suite
+    from mtl_bench.tasks.catalog import suite_tasks
+
+    sub = load(submissions["hard"])
+    data = RunConfig.model_validate(sub["runs"][0]["results"]["config"]).data
+    prepared = prepare_suite(suite_tasks("ecommerce"), data)
+    paths = [str(write(tmp_path / f"v{i}.json", _variant(sub, i, prepared))) for i in range(20)]
+    copies = [str(write(tmp_path / f"c{k}.json", _variant(sub, 0, prepared) | {"name": f"copy-{k}"})) for k in "ab"]
+    procs = [subprocess.Popen([sys.executable, "-m", "mtl_bench", "leaderboard", "submit", path, "--leaderboard",
+                               "smoke"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for path in paths + copies]  # all started before any has finished importing
+    outcomes = [(*p.communicate(timeout=600), p.returncode) for p in procs]
+
+    stored = sorted((board / "smoke" / "submissions").glob("*.json"))
+    assert len(stored) == 20 and sum(rc == 0 for _, _, rc in outcomes) == 20
+    names = {load(p)["name"] for p in stored}  # every file parses
+    assert names >= {f"variant-{i}" for i in range(1, 20)}
+    same = names & {"variant-0", "copy-a", "copy-b"}
+    assert len(same) == 1  # three submits of the same predictions: exactly one lands
+    assert sum(rc == 2 and "duplicate" in err for _, err, rc in outcomes) == 2
+    assert not [p for p in (board / "smoke").rglob("*") if p.name.endswith(".tmp")]
+    readme = (board / "smoke" / "README.md").read_text()
+    assert all(name in readme for name in names)
+    _, frame = store.show("smoke")
+    assert sorted(frame["name"]) == sorted(names)
+
+
+def test_leaderboard_definition_errors_name_the_field(board):
+    text = (board / "smoke.yaml").read_text()
+    (board / "smoke.yaml").write_text(text.replace("cider", "bleu4"))
+    with pytest.raises(UserError, match=r"smoke.yaml: field 'tasks.product-captioning' = 'bleu4': the task's main"):
+        load_leaderboard("smoke")
+    (board / "smoke.yaml").write_text(text.replace("rank_by: delta_p", "rank_by: best"))
+    with pytest.raises(UserError, match=r"smoke.yaml: field 'rank_by' = 'best'"):
+        load_leaderboard("smoke")
+    with pytest.raises(UserError, match="unknown leaderboard 'smok'"):
+        load_leaderboard("smok")
+    assert run_cli("leaderboard", "show", "nope").returncode == 2
+
+
+def test_runs_without_predictions_predict_again_from_their_best_checkpoint(submissions, tmp_path):
+    from mtl_bench.training.predictions import load_predictions
+
+    run_dir = submissions["hard"].parents[1] / "runs" / "hard" / "seed1"
+    copy_dir = tmp_path / "seed1"
+    shutil.copytree(run_dir, copy_dir)
+    kept = load(copy_dir / "predictions.json")
+    (copy_dir / "predictions.json").unlink()
+    assert load_predictions(copy_dir) == kept  # the checkpoint reproduces the run's own predictions exactly
+    assert load(copy_dir / "predictions.json") == kept  # and they are kept for next time
+    shutil.rmtree(copy_dir / "checkpoints")
+    (copy_dir / "predictions.json").unlink()
+    with pytest.raises(UserError, match="no predictions.json, and no best.ckpt to predict again from"):
+        load_predictions(copy_dir)
