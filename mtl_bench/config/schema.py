@@ -25,6 +25,7 @@ class DataConfig(_Frozen):
     num_frames: int = Field(8, ge=2)  # frames per video clip
     max_text_len: int = Field(24, ge=4)  # tokens per title / caption, incl. bos and eos
     vocab_size: int = Field(2000, ge=16)  # upper bound for the word-level tokenizer trained on the train splits
+    path: str | None = None  # a real dataset's local folder or hub id, for suites that load one (e.g. fashion)
 
 
 class ModelConfig(_Frozen):

@@ -6,9 +6,9 @@ The built-in data are small enough to live in memory as tensors, so batches are 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mtl_bench.config.schema import DataConfig
 from mtl_bench.data.batches import TaskData
+from mtl_bench.data.sources import Skipped, load_sources
 from mtl_bench.data.text import decode, encode, train_tokenizer
 from mtl_bench.errors import UserError
 from mtl_bench.models.types import TEXT
@@ -33,6 +34,8 @@ class PreparedSuite:
     splits: dict[str, dict[str, TaskData]]  # task -> split -> data
     fingerprint: str  # content fingerprint of the generated / loaded data
     vocab_size: int
+    skipped: dict[str, Skipped] = dataclasses.field(default_factory=dict)  # subset -> rows left out, by reason
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the source changed (classes folded, ...)
 
 
 def _label_names(feature: Any) -> list[str]:
@@ -67,18 +70,10 @@ def _pixels(values: Any) -> Tensor:
     return array.movedim(-1, -3).contiguous()
 
 
-def load_builtin(cfg: DataConfig) -> tuple[dict[str, Any], str]:
-    """The generated shop's subsets and content fingerprint (generated once, then read from the Arrow cache)."""
-    from mtl_bench.data.cache import load_shop  # heavy import (datasets), only when data is needed
-
-    sizes = {k: tuple(v) for k, v in cfg.sizes.items()} or None
-    data_dir = Path(cfg.dir).expanduser()
-    return load_shop(data_dir, seed=cfg.seed, sizes=sizes, image_size=cfg.image_size, num_frames=cfg.num_frames)
-
-
 def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
     """Load every task's splits, fit the tokenizer on training texts, and encode everything as tensors."""
-    subsets, fingerprint = load_builtin(cfg)
+    loaded = load_sources(specs, cfg)
+    subsets, fingerprint = loaded.subsets, loaded.fingerprint
     for spec in specs:
         if spec.dataset.subset not in subsets:
             raise UserError(
@@ -119,4 +114,4 @@ def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
             }
             target, refs = task.encode_targets(list(columns["target"]), tokenize)
             splits[spec.name][split] = TaskData(inputs, target, refs)
-    return PreparedSuite(tasks, splits, fingerprint, vocab_size)
+    return PreparedSuite(tasks, splits, fingerprint, vocab_size, loaded.skipped, loaded.notes)

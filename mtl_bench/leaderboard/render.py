@@ -94,7 +94,8 @@ def legend(spec: LeaderboardSpec) -> str:
     return (
         f"Ranked by {spec.rank_by}. Δp: mean over tasks of the mean relative improvement over the task's test metrics "
         f"against {base} (mean over its seeds), % (LibMTL). Mean main score: mean over tasks of the main score. Mean "
-        "rank: over tasks, 1 = best. ± is the Student-t 95% confidence interval over seeds. Every score was "
+        "rank: over tasks, 1 = best. ± is the Student-t 95% confidence interval over the submission's seeds (for "
+        "Δp the baseline's mean is taken as fixed, so its own seed spread is not in the interval). Every score was "
         "recomputed from the submitted test predictions; costs are as reported by the submitter."
     )
 

@@ -63,7 +63,7 @@ def submit(file: str | Path, leaderboard: str, name: str | None = None) -> Outco
         accepted = Accepted(date=datetime.now(UTC).isoformat(timespec="seconds"), digest=entry_digest,
                             verified_by=mtl_bench.__version__)
         entry = Submission.model_validate(submission.model_dump() | {"accepted": accepted.model_dump()})
-        path = write_json_atomic(folder / f"{entry.name}.json", entry.model_dump(mode="json"))
+        path = write_json_atomic(folder / f"{entry.name}.json", entry.model_dump(mode="json"), compact=True)
         entries = sorted([*entries, entry], key=lambda e: e.name)
         frame = board_frame(spec, entries)
         write_text_atomic(spec.folder / "README.md", markdown(spec, frame))

@@ -99,7 +99,7 @@ def make_submission(run_dirs: list[Path], name: str | None = None) -> dict[str, 
 
 
 def write_submission(path: Path, submission: dict[str, Any]) -> Path:
-    return write_json_atomic(path, submission)
+    return write_json_atomic(path, submission, compact=True)
 
 
 def read_submission(path: Path) -> Submission:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtl_bench.config.schema import RunConfig
+from mtl_bench.config.schema import DataConfig, RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.leaderboard.definition import LeaderboardSpec
 from mtl_bench.leaderboard.submission import Submission, without_seed
@@ -80,7 +80,8 @@ def recompute(sub: Submission, source: str) -> list[dict[str, dict[str, float]]]
     from mtl_bench.tasks.catalog import suite_tasks
 
     cfg = RunConfig.model_validate(sub.runs[0].results.config)
-    prepared = prepare_suite(suite_tasks(sub.suite), cfg.data)
+    data = cfg.data.model_copy(update={"dir": DataConfig().dir})  # this machine's cache, not the submitter's
+    prepared = prepare_suite(suite_tasks(sub.suite), data)
     if prepared.fingerprint != sub.data_fingerprint:
         raise UserError(f"{source}: field 'config.data' gives data with fingerprint {prepared.fingerprint!r}, not the "
                         f"claimed {sub.data_fingerprint!r}")

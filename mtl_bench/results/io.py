@@ -30,5 +30,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json_atomic(path: str | Path, obj: Any, compact: bool = False) -> Path:
+    """Indented for reading, or ``compact`` (no whitespace) for bulky files such as predictions."""
+    text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
+    return write_text_atomic(path, text + "\n")

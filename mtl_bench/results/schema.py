@@ -44,6 +44,18 @@ class Delta(_Model):
     skipped: list[str] = []  # "task/metric" left out because the baseline value is 0
 
 
+class SkippedRows(_Model):
+    counts: dict[str, int]  # reason -> rows
+    examples: dict[str, list[str]]  # reason -> a few row ids or file names
+
+
+class DataReport(_Model):
+    """What the data source left out or changed while loading (real data); empty for the generated shop."""
+
+    skipped: dict[str, SkippedRows] = {}  # dataset subset -> rows skipped (missing or corrupt files, unknown labels)
+    notes: list[str] = []  # e.g. classes folded into "other", duplicate photos dropped
+
+
 class MlflowInfo(_Model):
     tracking_uri: str
     run_id: str
@@ -70,5 +82,6 @@ class Results(_Model):
     cost: Cost
     robustness: dict[str, dict[str, float]]  # task -> ablation (no_image, empty_title, no_frames) -> main-score drop
     delta: Delta | None  # None when no single-task baseline is stored yet (the run says how to make one)
+    data_report: DataReport = DataReport()
     mlflow: MlflowInfo
     provenance: Provenance

@@ -40,8 +40,12 @@ def _load(path: Path, model: type[BaseModel]) -> BaseModel:
 
 def _check_task(spec: TaskSpec, path: Path) -> None:
     """Cross-field checks the schema alone cannot express, against the task type's own facts."""
+    from mtl_bench.data.sources import SOURCES
     from mtl_bench.tasks import TASK_TYPES  # local import: task types import heavier modules
 
+    if spec.dataset.source not in SOURCES:
+        hint = did_you_mean(spec.dataset.source, SOURCES.names())
+        raise UserError(f"{path}: field 'dataset.source' = {spec.dataset.source!r}: {hint}")
     if spec.type not in TASK_TYPES:
         raise UserError(f"{path}: field 'type' = {spec.type!r}: {did_you_mean(spec.type, TASK_TYPES.names())}")
     task_type = TASK_TYPES.get(spec.type)

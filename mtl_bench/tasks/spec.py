@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,9 +14,10 @@ class _Frozen(BaseModel):
 
 
 class DatasetSpec(_Frozen):
-    source: Literal["builtin"] = "builtin"  # builtin = the generated shop; issue 6 adds hub ids and local files
+    source: str = "builtin"  # a registered data source (mtl_bench/data/sources.py); builtin = the generated shop
     name: str = "shop"
-    subset: str  # builtin subset (classification, captioning, video)
+    subset: str  # the source's subset (builtin: classification, captioning, video)
+    options: dict[str, Any] = {}  # the source's own settings, checked by the source when it loads
     splits: dict[Literal["train", "validation", "test"], str] = {
         "train": "train",
         "validation": "validation",

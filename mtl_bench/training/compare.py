@@ -67,7 +67,11 @@ def _done(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
     if not results_file.is_file():
         return None
     results = json.loads(results_file.read_text())
-    return results if results.get("config") == cfg.model_dump(mode="json") else None
+    try:  # through the schema, so a config field added later with its default still matches an older run
+        same = RunConfig.model_validate(results.get("config")) == cfg
+    except ValueError:
+        return None
+    return results if same else None
 
 
 def _parent(uri: str, suite: str, out: Path) -> Any:

@@ -19,7 +19,7 @@ from mtl_bench.data.prepare import PreparedSuite, prepare_suite
 from mtl_bench.models.build import build_model
 from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
-from mtl_bench.results.schema import Cost, Delta, MlflowInfo, Results, TaskResult
+from mtl_bench.results.schema import Cost, DataReport, Delta, MlflowInfo, Results, SkippedRows, TaskResult
 from mtl_bench.tasks.catalog import get_suite, suite_tasks
 from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri, flatten
 from mtl_bench.training.checkpoint_io import AtomicCheckpointIO
@@ -175,6 +175,10 @@ def fit_and_test(
         ),
         robustness=robust,
         delta=None,
+        data_report=DataReport(
+            skipped={k: SkippedRows(counts=v.counts, examples=v.examples) for k, v in prepared.skipped.items()},
+            notes=prepared.notes,
+        ),
         mlflow=MlflowInfo(tracking_uri=uri, run_id=tracker.run_id),
         provenance=provenance(device, deterministic),
     ).model_dump(mode="json")

@@ -33,7 +33,7 @@ def test_predictions(
 
 
 def write_predictions(run_dir: Path, predictions: dict[str, list[Any]]) -> Path:
-    return write_json_atomic(run_dir / PREDICTIONS, predictions)
+    return write_json_atomic(run_dir / PREDICTIONS, predictions, compact=True)
 
 
 def predictions_from_checkpoint(run_dir: Path) -> dict[str, list[Any]]:

@@ -37,6 +37,13 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
         if drops:
             lost = ", ".join(f"{k} {v:+.4f}" for k, v in drops.items())
             console.print(f"robustness {task}, main-score drop with an input missing: {lost}")
+    report = results.get("data_report") or {}
+    for subset, skipped in report.get("skipped", {}).items():
+        for reason, count in skipped["counts"].items():
+            examples = ", ".join(skipped["examples"].get(reason, []))
+            console.print(f"data {subset}: skipped {count} row(s), {reason} (e.g. {examples})")
+    for note in report.get("notes", []):
+        console.print(f"data: {note}")
     delta = results["delta"]
     if delta is not None:
         console.print(f"vs single-task: Δp {delta['delta_p']:+.2f}% (higher is better), "

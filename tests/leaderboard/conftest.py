@@ -40,11 +40,12 @@ def submissions(tmp_path_factory, data_dir, tracking_uri) -> dict[str, Path]:
 
 
 @pytest.fixture()
-def board(tmp_path, submissions, monkeypatch) -> Path:
+def board(tmp_path, submissions, data_dir, monkeypatch) -> Path:
     """An empty leaderboards folder holding smoke.yaml; MTL_BENCH_LEADERBOARDS points at it (subprocesses too)."""
     fingerprint = json.loads(submissions["hard"].read_text())["data_fingerprint"]
     root = tmp_path / "leaderboards"
     root.mkdir()
     (root / "smoke.yaml").write_text(BOARD.format(fingerprint=fingerprint))
     monkeypatch.setenv("MTL_BENCH_LEADERBOARDS", str(root))
+    monkeypatch.setenv("MTL_BENCH_DATA", str(data_dir))  # the verifier's own data cache
     return root

@@ -71,11 +71,14 @@ def hand_delta_p(method_runs: list[dict], baseline_runs: list[dict]) -> float:
     return sum(per_seed) / len(per_seed)
 
 
-def test_valid_submissions_are_accepted_ranked_and_shown(board, submissions):
+def test_valid_submissions_are_accepted_ranked_and_shown(board, submissions, tmp_path):
     first = run_cli("leaderboard", "submit", str(submissions["single-task"]), "--leaderboard", "smoke")
     assert first.returncode == 0, first.stderr
     assert "rank 1 of 1" in first.stdout
-    second = run_cli("leaderboard", "submit", str(submissions["hard"]), "--leaderboard", "smoke")
+    moved = load(submissions["hard"])  # the submitter's data cache is not the verifier's: it is not used
+    for config in [moved["config"], *(r["results"]["config"] for r in moved["runs"])]:
+        config["data"]["dir"] = "/nonexistent/cache"
+    second = run_cli("leaderboard", "submit", str(write(tmp_path / "hard.json", moved)), "--leaderboard", "smoke")
     assert second.returncode == 0, second.stderr
     assert "accepted 'hard-early-ew'" in second.stdout
 
@@ -98,7 +101,7 @@ def test_valid_submissions_are_accepted_ranked_and_shown(board, submissions):
     table = run_cli("leaderboard", "show", "smoke")
     assert table.returncode == 0 and "hard-early-ew" in table.stdout and "±" in table.stdout
     stored = load(board / "smoke" / "submissions" / "hard-early-ew.json")
-    assert stored["accepted"]["digest"] and stored["runs"] == load(submissions["hard"])["runs"]
+    assert stored["accepted"]["digest"] and stored["runs"] == moved["runs"]
 
 
 def test_a_changed_metric_is_rejected_naming_what_differs(board, submissions, tmp_path):
@@ -223,3 +226,16 @@ def test_runs_without_predictions_predict_again_from_their_best_checkpoint(submi
     (copy_dir / "predictions.json").unlink()
     with pytest.raises(UserError, match="no predictions.json, and no best.ckpt to predict again from"):
         load_predictions(copy_dir)
+
+
+def test_run_submit_writes_a_one_seed_submission_that_a_three_seed_board_turns_away(board, data_dir, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("run", "--suite", "ecommerce", "--profile", "smoke", "--seed", "4", "--output-dir", str(out),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--submit", "--set", f"data.dir={data_dir}",
+                   "--set", "train.epochs=1", "--set", "train.limit_train_batches=2", "--set", "train.progress=false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"submission: {out / 'submission.json'}" in done.stdout
+    sub = load(out / "submission.json")
+    assert [r["results"]["seed"] for r in sub["runs"]] == [4]
+    assert sub["runs"][0]["predictions"] == load(out / "predictions.json")
+    assert "1 seed(s) (4); leaderboard smoke needs at least 3" in rejected(out / "submission.json")
