@@ -70,8 +70,20 @@ def _pixels(values: Any) -> Tensor:
     return array.movedim(-1, -3).contiguous()
 
 
-def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
-    """Load every task's splits, fit the tokenizer on training texts, and encode everything as tensors."""
+def _title_tokenizer(text_encoder: str, max_len: int, words: Any) -> Any:
+    """Titles go through the pretrained encoder's own tokenizer when there is one; captions always use ours."""
+    if text_encoder == "scratch":
+        return words
+    from mtl_bench.encoders.pretrained_text import pretrained_tokenizer
+
+    return pretrained_tokenizer(text_encoder, max_len).encode
+
+
+def prepare_suite(specs: list[TaskSpec], cfg: DataConfig, text_encoder: str = "scratch") -> PreparedSuite:
+    """Load every task's splits, fit the tokenizer on training texts, and encode everything as tensors.
+
+    ``text_encoder`` (model.text_encoder): a pretrained one tokenizes the titles its own way.
+    """
     loaded = load_sources(specs, cfg)
     subsets, fingerprint = loaded.subsets, loaded.fingerprint
     for spec in specs:
@@ -91,6 +103,7 @@ def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     tokenize = partial(encode, tokenizer, max_len=cfg.max_text_len)
     vocab_size = tokenizer.get_vocab_size()
+    tokenize_titles = _title_tokenizer(text_encoder, cfg.max_text_len, tokenize)
 
     tasks: dict[str, TaskType] = {}
     splits: dict[str, dict[str, TaskData]] = {}
@@ -109,7 +122,8 @@ def prepare_suite(specs: list[TaskSpec], cfg: DataConfig) -> PreparedSuite:
         for split in SPLITS:
             columns = _columns(subset[spec.dataset.splits[split]], _fields(spec), spec)
             inputs = {
-                m: tokenize([str(t) for t in columns[f"inputs.{m}"]]) if m == TEXT else _pixels(columns[f"inputs.{m}"])
+                m: tokenize_titles([str(t) for t in columns[f"inputs.{m}"]]) if m == TEXT
+                else _pixels(columns[f"inputs.{m}"])
                 for m in spec.modalities()
             }
             target, refs = task.encode_targets(list(columns["target"]), tokenize)

@@ -73,3 +73,6 @@ def load_sources(specs: list[TaskSpec], cfg: DataConfig) -> Loaded:
         merged.skipped.update(part.skipped)
         merged.notes += part.notes
     return merged
+
+
+from mtl_bench.data import fashion  # noqa: E402,F401  (registers the "fashion" source)

@@ -1,7 +1,9 @@
 """Encoders map one modality's raw tensor to ``Tokens``; each module registers its file name in ``ENCODERS``.
 
 The default encoder of a modality is registered under the modality name ("text", "image", "video"); other encoders
-for the same modality register their own names (e.g. a future "efficientnet-lite0").
+for the same modality register their own names: "pretrained-image" and "pretrained-text" (offline pretrained
+networks, chosen by ``model.image_encoder`` / ``model.text_encoder``; their optional packages are imported only when
+one is built).
 """
 
 from __future__ import annotations
@@ -12,4 +14,4 @@ from mtl_bench.registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
 
-from mtl_bench.encoders import image, text, video  # noqa: E402,F401  (import registers the names)
+from mtl_bench.encoders import image, pretrained_image, pretrained_text, text, video  # noqa: E402,F401  (registers names)

@@ -81,7 +81,7 @@ def recompute(sub: Submission, source: str) -> list[dict[str, dict[str, float]]]
 
     cfg = RunConfig.model_validate(sub.runs[0].results.config)
     data = cfg.data.model_copy(update={"dir": DataConfig().dir})  # this machine's cache, not the submitter's
-    prepared = prepare_suite(suite_tasks(sub.suite), data)
+    prepared = prepare_suite(suite_tasks(sub.suite), data, cfg.model.text_encoder)
     if prepared.fingerprint != sub.data_fingerprint:
         raise UserError(f"{source}: field 'config.data' gives data with fingerprint {prepared.fingerprint!r}, not the "
                         f"claimed {sub.data_fingerprint!r}")

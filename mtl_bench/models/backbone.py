@@ -11,6 +11,8 @@ from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO, Fused
 
+SCRATCH = "scratch"  # model.image_encoder / model.text_encoder value of the encoders trained from scratch
+
 
 class Backbone(nn.Module):
     """``inputs`` {modality: raw tensor} -> Fused: encode each present modality (sorted), then fuse.
@@ -46,10 +48,15 @@ def build_backbone(
     heads: int = 4,
     dropout: float = 0.1,
     pad_id: int = 0,
+    image_encoder: str = SCRATCH,
+    text_encoder: str = SCRATCH,
+    freeze_pretrained: bool = True,
 ) -> Backbone:
-    """A backbone with the default encoder of each modality and the named fusion.
+    """A backbone with the chosen encoder of each modality and the named fusion.
 
-    With both image and video, ONE ImageEncoder object encodes photos and video frames (shared parameters);
+    ``image_encoder`` / ``text_encoder``: "scratch" (the registered default of the modality) or a pretrained network
+    name (see ``encoders/pretrained_image.py``, ``encoders/pretrained_text.py``), frozen when ``freeze_pretrained``.
+    With both image and video, ONE image encoder object encodes photos and video frames (shared parameters);
     with video alone, the video encoder gets its own frame encoder built with the same settings.
     """
     names = sorted(set(modalities))
@@ -59,13 +66,25 @@ def build_backbone(
     encoders: dict[str, nn.Module] = {}
     frame_encoder = None
     if IMAGE in names or VIDEO in names:
-        frame_encoder = ENCODERS.get(IMAGE)(dim, image_size=image_size, channels=tuple(image_channels), dropout=dropout)
+        if image_encoder == SCRATCH:
+            frame_encoder = ENCODERS.get(IMAGE)(
+                dim, image_size=image_size, channels=tuple(image_channels), dropout=dropout
+            )
+        else:
+            frame_encoder = ENCODERS.get("pretrained-image")(
+                dim, source=image_encoder, freeze=freeze_pretrained, dropout=dropout
+            )
     if IMAGE in names:
         encoders[IMAGE] = frame_encoder
     if TEXT in names:
-        encoders[TEXT] = ENCODERS.get(TEXT)(
-            vocab_size, dim, layers=text_layers, heads=heads, max_len=max_text_len, dropout=dropout, pad_id=pad_id
-        )
+        if text_encoder == SCRATCH:
+            encoders[TEXT] = ENCODERS.get(TEXT)(
+                vocab_size, dim, layers=text_layers, heads=heads, max_len=max_text_len, dropout=dropout, pad_id=pad_id
+            )
+        else:
+            encoders[TEXT] = ENCODERS.get("pretrained-text")(
+                dim, source=text_encoder, freeze=freeze_pretrained, max_len=max_text_len, dropout=dropout
+            )
     if VIDEO in names:
         encoders[VIDEO] = ENCODERS.get(VIDEO)(
             dim, frame_encoder=frame_encoder, num_frames=num_frames, layers=video_layers, heads=heads, dropout=dropout

@@ -31,6 +31,9 @@ def build_model(cfg: RunConfig, tasks: dict[str, TaskType], vocab_size: int) -> 
             fusion_layers=m.fusion_layers,
             heads=m.heads,
             dropout=m.dropout,
+            image_encoder=m.image_encoder,
+            text_encoder=m.text_encoder,
+            freeze_pretrained=m.freeze_pretrained,
         )
 
     sharing = SHARINGS.get(cfg.sharing.name)(make_backbone, sorted(tasks), **cfg.sharing.options)

@@ -25,7 +25,14 @@ def default_dir() -> Path:
 
 
 def baseline_key(config: dict[str, Any], fingerprint: str) -> str:
-    """12 hex digits identifying the settings a baseline is valid for."""
+    """12 hex digits identifying the settings a baseline is valid for.
+
+    Only settings that differ from their defaults count, so a config field added later (at its default) does not
+    orphan the baselines stored before it existed.
+    """
+    from mtl_bench.config.schema import RunConfig
+
+    config = RunConfig.model_validate(config).model_dump(mode="json", exclude_defaults=True)
     kept = {k: v for k, v in config.items() if k not in VARIED}
     for section, fields in ENVIRONMENT.items():
         kept[section] = {k: v for k, v in kept.get(section, {}).items() if k not in fields}

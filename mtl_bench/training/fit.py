@@ -116,7 +116,7 @@ def fit_and_test(
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     specs = suite_tasks(cfg.suite)
-    prepared = prepare_suite(specs, cfg.data)
+    prepared = prepare_suite(specs, cfg.data, cfg.model.text_encoder)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init does not depend on data preparation
     model = build_model(cfg, prepared.tasks, prepared.vocab_size)
     weighting = WEIGHTINGS.get(cfg.weighting.name)(sorted(prepared.tasks), **cfg.weighting.options)

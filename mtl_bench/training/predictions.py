@@ -48,7 +48,7 @@ def predictions_from_checkpoint(run_dir: Path) -> dict[str, list[Any]]:
         if not path.is_file():
             raise UserError(f"{run_dir}: no {PREDICTIONS}, and no {path.name} to predict again from")
     cfg = RunConfig.model_validate(json.loads(config_file.read_text()))
-    prepared = prepare_suite(suite_tasks(cfg.suite), cfg.data)
+    prepared = prepare_suite(suite_tasks(cfg.suite), cfg.data, cfg.model.text_encoder)
     model = build_model(cfg, prepared.tasks, prepared.vocab_size)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
