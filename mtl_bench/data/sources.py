@@ -76,3 +76,4 @@ def load_sources(specs: list[TaskSpec], cfg: DataConfig) -> Loaded:
 
 
 from mtl_bench.data import fashion  # noqa: E402,F401  (registers the "fashion" source)
+from mtl_bench.data import files as files  # noqa: E402,F401  (registers the "files" source)
