@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,7 +85,7 @@ def _params(seed: int, sizes: dict[str, tuple[int, int, int]] | None, image_size
 
 
 @contextlib.contextmanager
-def _quiet_progress() -> Iterator[None]:
+def quiet_progress() -> Iterator[None]:
     """Silence datasets' progress bars while saving/loading, restoring the caller's setting afterwards."""
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
@@ -96,17 +96,43 @@ def _quiet_progress() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def build_once(final: Path, write: Callable[[Path], None], what: str) -> Path:
+    """The complete cache folder ``final``: used as is when complete, else made by ``write(tmp)`` in a temporary
+    sibling (which must end by writing FINGERPRINT_FILE) and renamed into place. A crash never leaves a half-written
+    folder under the final name, and two processes racing to build it both end up reading one complete copy."""
+    if (final / FINGERPRINT_FILE).is_file():
+        return final
+    data_dir = final.parent
+    if final.exists():  # not written by us (we rename complete dirs only): move it aside rather than trust it
+        final.rename(data_dir / f".{final.name}.broken-{uuid.uuid4().hex[:8]}")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{what} cache: cannot create data.dir {str(data_dir)!r}: {err}") from err
+    tmp = data_dir / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        write(tmp)
+        os.rename(tmp, final)  # atomic on one filesystem; fails if another process got there first
+    except OSError:
+        if not (final / FINGERPRINT_FILE).is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def _read(path: Path) -> ShopData:
     try:
-        with _quiet_progress():
+        with quiet_progress():
             subsets = {name: datasets.load_from_disk(str(path / name)) for name in shop.SUBSETS}
     except FileNotFoundError as err:
         raise UserError(f"shop cache {str(path)!r} is damaged ({err}); delete that directory to regenerate it") from err
     return ShopData(subsets, (path / FINGERPRINT_FILE).read_text().strip())
 
 
-def _write(path: Path, subsets: dict[str, datasets.DatasetDict], fingerprint: str, params: dict) -> None:
-    with _quiet_progress():
+def write_subsets(path: Path, subsets: dict[str, datasets.DatasetDict], fingerprint: str, params: dict) -> None:
+    with quiet_progress():
         for name, dsd in subsets.items():
             # explicit shard counts: datasets would write no shard at all for an empty split, then fail to load it
             shards = {split: max(1, math.ceil(ds.data.nbytes / _SHARD_BYTES)) for split, ds in dsd.items()}
@@ -123,24 +149,10 @@ def load_shop(data_dir: str | Path, seed: int = 0, sizes: dict[str, tuple[int, i
     """
     data_dir = Path(data_dir)
     params = _params(seed, sizes, image_size, num_frames)  # validates sizes before touching the disk
-    final = data_dir / cache_dir_name(seed, sizes, image_size, num_frames)
-    if (final / FINGERPRINT_FILE).is_file():
-        return _read(final)
-    if final.exists():  # not written by us (we rename complete dirs only): move it aside rather than trust it
-        final.rename(data_dir / f".{final.name}.broken-{uuid.uuid4().hex[:8]}")
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"shop cache: cannot create data_dir {str(data_dir)!r}: {err}") from err
-    subsets = shop.generate_shop(seed=seed, sizes=sizes, image_size=image_size, num_frames=num_frames)
-    fingerprint = content_fingerprint(subsets)
-    tmp = data_dir / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        _write(tmp, subsets, fingerprint, params)
-        os.rename(tmp, final)  # atomic on one filesystem; fails if another process got there first
-    except OSError:
-        if not (final / FINGERPRINT_FILE).is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        subsets = shop.generate_shop(seed=seed, sizes=sizes, image_size=image_size, num_frames=num_frames)
+        write_subsets(tmp, subsets, content_fingerprint(subsets), params)
+
+    final = build_once(data_dir / cache_dir_name(seed, sizes, image_size, num_frames), write, "shop")
     return _read(final)

@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,45 +189,29 @@ def cache_dir_name(params: dict[str, Any]) -> str:
 
 
 def _cached(data_dir: Path, catalogue: Catalogue, params: dict[str, Any]) -> Loaded:
-    from mtl_bench.data.cache import FINGERPRINT_FILE, _write, content_fingerprint
+    from mtl_bench.data.cache import build_once, content_fingerprint, write_subsets
 
-    final = data_dir / cache_dir_name(params)
-    if (final / FINGERPRINT_FILE).is_file():
-        return _read(final)
-    if final.exists():  # not written by us (we rename complete dirs only): move it aside rather than trust it
-        final.rename(data_dir / f".{final.name}.broken-{uuid.uuid4().hex[:8]}")
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"fashion cache: cannot create data.dir {str(data_dir)!r}: {err}") from err
-    from mtl_bench.data.fashion_build import build  # heavy imports (datasets, PIL) only when building
+    def write(tmp: Path) -> None:
+        from mtl_bench.data.fashion_build import build  # heavy imports (datasets, PIL) only when building
 
-    built = build(catalogue, params)
-    tmp = data_dir / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+        built = build(catalogue, params)
         report = {
             "skipped": {k: {"counts": v.counts, "examples": v.examples} for k, v in built.skipped.items()},
             "notes": built.notes,
         }
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        _write(tmp, built.subsets, content_fingerprint(built.subsets), params)  # fingerprint.txt last
-        os.rename(tmp, final)  # atomic on one filesystem; fails if another process got there first
-    except OSError:
-        if not (final / FINGERPRINT_FILE).is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _read(final)
+        write_subsets(tmp, built.subsets, content_fingerprint(built.subsets), params)  # fingerprint.txt last
+
+    return _read(build_once(data_dir / cache_dir_name(params), write, "fashion"))
 
 
 def _read(path: Path) -> Loaded:
     import datasets
 
-    from mtl_bench.data.cache import FINGERPRINT_FILE, _quiet_progress
+    from mtl_bench.data.cache import FINGERPRINT_FILE, quiet_progress
 
     try:
-        with _quiet_progress():
+        with quiet_progress():
             subsets = {name: datasets.load_from_disk(str(path / name)) for name in SUBSETS}
         report = json.loads((path / REPORT_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError) as err:

@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -253,11 +250,11 @@ def _open(options: FilesOptions, base: Path, relative_to: str, where: str) -> tu
         return read_files(paths), paths[0].parent
     import datasets
 
-    from mtl_bench.data.cache import _quiet_progress
+    from mtl_bench.data.cache import quiet_progress
 
     local = _resolve(base, str(options.hub))
     try:
-        with _quiet_progress():
+        with quiet_progress():
             loaded = datasets.load_dataset(str(local) if local.is_dir() else options.hub)
     except Exception as err:  # noqa: BLE001  (datasets raises many types: not found, offline, bad files)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -320,42 +317,27 @@ def cache_dir_name(subset: str, params: dict[str, Any]) -> str:
 
 
 def _cached(data_dir: Path, table: Table, recipe: Recipe, params: dict[str, Any]) -> Loaded:
-    from mtl_bench.data.cache import FINGERPRINT_FILE, _write, content_fingerprint
-    from mtl_bench.data.files_build import build
+    from mtl_bench.data.cache import build_once, content_fingerprint, write_subsets
 
-    final = data_dir / cache_dir_name(recipe.subset, params)
-    if (final / FINGERPRINT_FILE).is_file():
-        return _read(final, recipe.subset)
-    if final.exists():  # not written by us (we rename complete dirs only): move it aside rather than trust it
-        final.rename(data_dir / f".{final.name}.broken-{uuid.uuid4().hex[:8]}")
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"files cache: cannot create data.dir {str(data_dir)!r}: {err}") from err
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-    dsd, skipped, notes = build(table, recipe, key)
-    tmp = data_dir / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    def write(tmp: Path) -> None:
+        from mtl_bench.data.files_build import build
+
+        key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        dsd, skipped, notes = build(table, recipe, key)
         report = {"skipped": {"counts": skipped.counts, "examples": skipped.examples}, "notes": notes}
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        _write(tmp, {"data": dsd}, content_fingerprint({recipe.subset: dsd}), params)  # fingerprint.txt last
-        os.rename(tmp, final)  # atomic on one filesystem; fails if another process got there first
-    except OSError:
-        if not (final / FINGERPRINT_FILE).is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _read(final, recipe.subset)
+        write_subsets(tmp, {"data": dsd}, content_fingerprint({recipe.subset: dsd}), params)  # fingerprint.txt last
+
+    return _read(build_once(data_dir / cache_dir_name(recipe.subset, params), write, "files"), recipe.subset)
 
 
 def _read(path: Path, subset: str) -> Loaded:
     import datasets
 
-    from mtl_bench.data.cache import FINGERPRINT_FILE, _quiet_progress
+    from mtl_bench.data.cache import FINGERPRINT_FILE, quiet_progress
 
     try:
-        with _quiet_progress():
+        with quiet_progress():
             dsd = datasets.load_from_disk(str(path / "data"))
         report = json.loads((path / REPORT_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError) as err:

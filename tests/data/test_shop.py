@@ -181,7 +181,7 @@ def test_crash_while_writing_leaves_nothing_trusted(tmp_path: Path, monkeypatch:
         (path / "classification").mkdir(parents=True)  # a half-written cache ...
         raise KeyboardInterrupt  # ... then the process dies
 
-    monkeypatch.setattr(cache, "_write", crash)
+    monkeypatch.setattr(cache, "write_subsets", crash)
     with pytest.raises(KeyboardInterrupt):
         load_shop(tmp_path, seed=0, sizes=SMALL)
     assert list(tmp_path.iterdir()) == []
