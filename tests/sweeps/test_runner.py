@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from mtl_bench.cli import main
+from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.results import baselines
 from mtl_bench.sweeps import objectives, report, runner
@@ -123,7 +124,9 @@ def test_objectives_read_validation_scores_and_costs_and_delta_against_the_basel
     def results(sharing, acc, cider, test_acc):
         return {
             "suite": "ecommerce", "suite_version": 1, "seed": 0, "profile": "smoke", "data_fingerprint": "f",
-            "config": {"sharing": {"name": sharing}, "fusion": {"name": "early"}, "model": {"dim": 32}},
+            "config": RunConfig.model_validate(
+                {"suite": "ecommerce", "sharing": {"name": sharing}, "model": {"dim": 32}}
+            ).model_dump(mode="json"),
             "tasks": {
                 "c": {"type": "classification", "main_score": "accuracy", "metrics": {"accuracy": test_acc},
                       "best_val": {"accuracy": acc}},
