@@ -69,7 +69,14 @@ class ImageEncoder(nn.Module):
                 f"got shape {tuple(images.shape)}; set data.image_size to match"
             )
         x = self.project(self.features((images - self.mean) / self.std))  # [B, D, grid, grid]
-        x = x.flatten(2).transpose(1, 2)  # [B, grid*grid, D], row-major
-        position = (self.row + self.col).reshape(1, self.grid * self.grid, self.dim)
-        x = self.dropout(self.norm(x + position))
-        return Tokens(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
+        return grid_tokens(self, x.flatten(2).transpose(1, 2))
+
+
+def grid_tokens(encoder: nn.Module, x: Tensor) -> Tokens:
+    """Row-major grid features [B, grid*grid, D] + the encoder's learned row and column positions, normalised.
+
+    Shared by the scratch and the pretrained image encoders, which both hold ``row``, ``col``, ``norm``, ``dropout``.
+    """
+    position = (encoder.row + encoder.col).reshape(1, -1, x.shape[-1])
+    x = encoder.dropout(encoder.norm(x + position))
+    return Tokens(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))

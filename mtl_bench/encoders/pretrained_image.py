@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_bench.encoders import ENCODERS
+from mtl_bench.encoders.image import grid_tokens
 from mtl_bench.encoders.pretrained import IMAGE_FIELD, PretrainedEncoder, choice_error, optional_import
 from mtl_bench.errors import UserError
 from mtl_bench.models.types import IMAGE, Tokens
@@ -160,7 +161,4 @@ class PretrainedImageEncoder(PretrainedEncoder):
         if images.ndim != 4 or images.shape[1] != 3:
             raise UserError(f"image encoder {self.source!r} expects [B, 3, H, W] images, got {tuple(images.shape)}")
         x = F.adaptive_avg_pool2d(self.feature_map(images), self.grid)  # [B, C, grid, grid]
-        x = self.project(x.flatten(2).transpose(1, 2))  # [B, grid*grid, D], row-major
-        position = (self.row + self.col).reshape(1, self.grid * self.grid, self.dim)
-        x = self.dropout(self.norm(x + position))
-        return Tokens(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
+        return grid_tokens(self, self.project(x.flatten(2).transpose(1, 2)))  # [B, grid*grid, D], row-major
