@@ -36,8 +36,8 @@ def write_predictions(run_dir: Path, predictions: dict[str, list[Any]]) -> Path:
     return write_json_atomic(run_dir / PREDICTIONS, predictions, compact=True)
 
 
-def predictions_from_checkpoint(run_dir: Path) -> dict[str, list[Any]]:
-    """Predict the test split again with ``run_dir``'s best checkpoint (for runs that predate predictions.json)."""
+def load_run_model(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
+    """(config, prepared suite, model with the best checkpoint's weights) of a finished run folder."""
     from mtl_bench.data.prepare import prepare_suite
     from mtl_bench.models.build import build_model
     from mtl_bench.tasks.catalog import suite_tasks
@@ -46,12 +46,18 @@ def predictions_from_checkpoint(run_dir: Path) -> dict[str, list[Any]]:
     config_file = run_dir / "config.json"
     for path in (config_file, checkpoint):
         if not path.is_file():
-            raise UserError(f"{run_dir}: no {PREDICTIONS}, and no {path.name} to predict again from")
+            raise UserError(f"{run_dir}: no {path.name} (expected a finished `mtl-bench run` output folder)")
     cfg = RunConfig.model_validate(json.loads(config_file.read_text()))
     prepared = prepare_suite(suite_tasks(cfg.suite), cfg.data, cfg.model.text_encoder)
     model = build_model(cfg, prepared.tasks, prepared.vocab_size)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return cfg, prepared, model.eval()
+
+
+def predictions_from_checkpoint(run_dir: Path) -> dict[str, list[Any]]:
+    """Predict the test split again with ``run_dir``'s best checkpoint (for runs that predate predictions.json)."""
+    cfg, prepared, model = load_run_model(run_dir)
     test = {name: splits["test"] for name, splits in prepared.splits.items()}
     return test_predictions(model, prepared.tasks, test, 2 * cfg.train.batch_size)
 

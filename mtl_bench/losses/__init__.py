@@ -1,0 +1,1 @@
+"""Loss functions shared by task types and training commands (contrastive alignment, distillation)."""

@@ -1,0 +1,183 @@
+"""``mtl-bench distill``: shrink a trained multi-task teacher into a smaller student, and show what it costs.
+
+Two runs of the same student architecture on the teacher's data, same seed and budget: one trained on the ground
+truth alone, one on ``alpha * distillation + (1 - alpha) * ground truth`` (each task type's ``distill_loss``: soft
+targets at temperature T, token-level for captions). The report puts the teacher, the distilled student and the
+plain student side by side per task, with parameters, FLOPs per sample and CPU inference latency.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtl_bench.config.load import apply_set, deep_merge, parse_set, profile_overrides, validate
+from mtl_bench.config.schema import RunConfig
+from mtl_bench.data.batches import TaskData, to_float_pixels
+from mtl_bench.errors import UserError
+from mtl_bench.results.io import write_json_atomic, write_text_atomic
+from mtl_bench.tasks.base import TaskType
+
+# Student sizes: model settings laid over the teacher's (fewer layers and less width).
+STUDENTS: dict[str, dict[str, Any]] = {
+    "small": {"dim": 64, "heads": 2, "image_channels": [16, 32]},
+    "tiny": {"dim": 32, "heads": 2, "image_channels": [8, 16]},
+}
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """What a distilled run adds: the frozen teacher, the temperature and the weight of the distillation term."""
+
+    teacher: nn.Module
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+class DistilledTask:
+    """A task whose training loss mixes its own loss with the teacher's soft targets; all else is the task's."""
+
+    def __init__(self, task: TaskType, distill: Distillation) -> None:
+        self.task = task
+        self.distill = distill
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        d = self.distill
+        d.teacher.eval()  # Lightning puts every submodule in train mode at each epoch; the teacher stays in eval
+        kd = self.task.distill_loss(model, d.teacher, batch, d.temperature)
+        return d.alpha * kd + (1 - d.alpha) * self.task.loss(model, batch)
+
+
+def student_config(teacher: RunConfig, size: str, profile: str | None, sets: list[str]) -> RunConfig:
+    """The teacher's config with the student's model size, the profile's training settings and ``--set``s.
+
+    The data settings stay the teacher's: a student must learn and be tested on the teacher's data.
+    """
+    if size not in STUDENTS:
+        raise UserError(f"--student {size!r}: expected one of {', '.join(STUDENTS)}")
+    raw = teacher.model_dump(mode="json")
+    raw["model"] = raw["model"] | STUDENTS[size] | {"init_from": None}
+    if profile is not None:
+        raw = deep_merge(raw, {"train": profile_overrides(profile).get("train", {})}) | {"profile": profile}
+    for item in sets:
+        path, value = parse_set(item)
+        raw = apply_set(raw, path, value, item)
+    cfg = validate(raw, "--set" if sets else "student config")
+    if cfg.data != teacher.data:
+        raise UserError("distill: --set may not change data.* settings (the student learns on the teacher's data)")
+    return cfg
+
+
+def _batch(data: TaskData, size: int) -> dict[str, Any]:
+    idx = torch.arange(size) % len(data)
+    batch: dict[str, Any] = {k: to_float_pixels(k, v[idx]) for k, v in sorted(data.inputs.items())}
+    batch["target"] = data.target[idx]
+    return batch
+
+
+@torch.no_grad()
+def latency_ms(
+    models: dict[str, nn.Module], tasks: dict[str, TaskType], test: dict[str, TaskData], batch: int, repeats: int = 7
+) -> dict[str, float]:
+    """Median CPU time to predict one batch of every task, per model; models interleave so noise hits all alike."""
+    batches = {name: _batch(test[name], batch) for name in tasks}
+    times: dict[str, list[float]] = {key: [] for key in models}
+    for model in models.values():
+        model.eval()
+    for round_ in range(repeats + 1):
+        for key, model in models.items():
+            start = time.perf_counter()
+            for name, task in tasks.items():
+                task.predict(model, batches[name])
+            if round_:  # the first round warms up
+                times[key].append(1000 * (time.perf_counter() - start))
+    return {key: round(statistics.median(t), 3) for key, t in times.items()}
+
+
+def report(teacher: dict[str, Any], plain: dict[str, Any], distilled: dict[str, Any],
+           latency: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """Per task: main scores and the distilled student's share of the teacher's; per model: the costs."""
+    runs = {"teacher": teacher, "student": plain, "distilled": distilled}
+    tasks = {}
+    for name, t in sorted(teacher["tasks"].items()):
+        main = t["main_score"]
+        scores = {key: r["tasks"][name]["metrics"][main] for key, r in runs.items()}
+        tasks[name] = scores | {
+            "main_score": main,
+            "retained": scores["distilled"] / scores["teacher"] if scores["teacher"] else float("nan"),
+            "distillation_gain": scores["distilled"] - scores["student"],
+        }
+    costs = {
+        key: {
+            "params": r["cost"]["params"],
+            "flops_per_sample": sum(r["cost"]["flops_per_sample"].values()),
+            "latency_ms_batch1": latency[1][key],
+            "latency_ms_batch64": latency[64][key],
+        }
+        for key, r in runs.items()
+    }
+    return {"tasks": tasks, "costs": costs, "size_ratio": costs["teacher"]["params"] / costs["student"]["params"]}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = ["| task | main score | teacher | distilled student | student alone | retained | gain |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, t in summary["tasks"].items():
+        lines.append(f"| {name} | {t['main_score']} | {t['teacher']:.3f} | {t['distilled']:.3f} | "
+                     f"{t['student']:.3f} | {100 * t['retained']:.0f}% | {t['distillation_gain']:+.3f} |")
+    lines += ["", "| model | params | MFLOPs/sample | CPU ms, batch 1 | CPU ms, batch 64 |", "|---|---:|---:|---:|---:|"]
+    for key, c in summary["costs"].items():
+        lines.append(f"| {key} | {c['params']:,} | {c['flops_per_sample'] / 1e6:.1f} | {c['latency_ms_batch1']:.1f} | "
+                     f"{c['latency_ms_batch64']:.1f} |")
+    return "\n".join(lines) + f"\n\nThe teacher is {summary['size_ratio']:.1f}x the student's size.\n"
+
+
+def distill(
+    teacher_dir: str | Path,
+    student: str = "small",
+    profile: str | None = None,
+    sets: list[str] | None = None,
+    output_dir: str | Path | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Train the plain and the distilled student, measure all three models, write distill.json and distill.md."""
+    from mtl_bench.training.predictions import load_run_model
+    from mtl_bench.training.run import run
+
+    if not 0 <= alpha <= 1 or temperature <= 0:
+        raise UserError(f"distill: expected --alpha in [0, 1] and --temperature > 0, got {alpha} and {temperature}")
+    teacher_dir = Path(teacher_dir)
+    results_file = teacher_dir / "results.json"
+    if not results_file.is_file():
+        raise UserError(f"--teacher {teacher_dir}: no results.json (expected a finished `mtl-bench run` folder)")
+    teacher_cfg, prepared, teacher = load_run_model(teacher_dir)
+    cfg = student_config(teacher_cfg, student, profile, sets or [])
+    out = Path(output_dir) if output_dir else teacher_dir.parent / f"distill-{student}"
+    plain = run(cfg, out / "student", tracking_uri=tracking_uri, baselines_dir=out / "baselines")
+    settings = Distillation(teacher.requires_grad_(False), temperature, alpha)
+    distilled = run(cfg, out / "distilled", tracking_uri=tracking_uri, baselines_dir=out / "baselines",
+                    distill=settings)
+    _, _, student_model = load_run_model(out / "distilled")
+    test = {name: s["test"] for name, s in prepared.splits.items()}
+    models = {"teacher": teacher, "student": student_model}
+    latency = {b: latency_ms(models, prepared.tasks, test, b) for b in (1, 64)}
+    for per_batch in latency.values():
+        per_batch["distilled"] = per_batch["student"]  # the same architecture
+    summary = report(json.loads(results_file.read_text()), plain, distilled, latency)
+    summary |= {"teacher": str(teacher_dir), "student": student, "temperature": temperature, "alpha": alpha,
+                "threads": torch.get_num_threads(), "output_dir": str(out)}
+    write_json_atomic(out / "distill.json", summary)
+    write_text_atomic(out / "distill.md", markdown(summary))
+    return summary
