@@ -45,6 +45,9 @@ def submit(file: str | Path, leaderboard: str, name: str | None = None) -> Outco
     from filelock import FileLock
 
     spec = load_leaderboard(leaderboard)
+    if spec.archived:
+        raise UserError(f"leaderboard {spec.name} is archived (suite {spec.suite} v{spec.suite_version}) and takes no "
+                        "new submissions")
     submission = read_submission(Path(file))
     if name is not None:
         submission = Submission.model_validate(submission.model_dump() | {"name": name})
