@@ -59,7 +59,8 @@ def test_tasks_lists_suites_tasks_and_components():
     from mtl_bench.weighting import WEIGHTINGS
 
     listed = set(result.stdout.replace(",", " ").split())
-    for name in ("ecommerce", "product-classification", "product-captioning", "video-tagging",
-                 "classification", "captioning", "tagging", *FUSIONS.names(), *SHARINGS.names(), *WEIGHTINGS.names()):
+    for name in ("ecommerce", "product-classification", "product-captioning", "product-search", "video-tagging",
+                 "classification", "captioning", "tagging", "retrieval",
+                 *FUSIONS.names(), *SHARINGS.names(), *WEIGHTINGS.names()):
         assert name in listed, name
     assert "weighting (gradient-based): alignedmtl, cagrad" in result.stdout

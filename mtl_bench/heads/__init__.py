@@ -8,4 +8,4 @@ from mtl_bench.registry import Registry
 
 HEADS: Registry[type[nn.Module]] = Registry("head")
 
-from mtl_bench.heads import caption, classifier, tagger  # noqa: E402,F401  (import registers the names)
+from mtl_bench.heads import caption, classifier, embedding, tagger  # noqa: E402,F401  (import registers the names)

@@ -4,4 +4,4 @@ from mtl_bench.registry import Registry
 
 TASK_TYPES: Registry = Registry("task type")
 
-from mtl_bench.tasks import captioning, classification, tagging  # noqa: E402,F401  (registers the types)
+from mtl_bench.tasks import captioning, classification, retrieval, tagging  # noqa: E402,F401  (registers the types)

@@ -25,17 +25,20 @@ if TYPE_CHECKING:
 class TaskContext:
     """What a task type needs to know beyond its spec: the label names and the shared tokenizer."""
 
-    label_names: list[str]  # class or tag names (empty for captioning)
+    label_names: list[str]  # class or tag names (empty for captioning and retrieval)
     vocab_size: int
     max_text_len: int
     decode: Any = None  # callable ids -> list[str] (captioning)
 
 
 class TaskType(ABC):
-    """Base class of classification, captioning and tagging; subclasses register in ``TASK_TYPES``."""
+    """Base class of classification, captioning, tagging and retrieval; subclasses register in ``TASK_TYPES``."""
 
     head: ClassVar[str]  # name in the heads registry
     directions: ClassVar[dict[str, bool]]  # metric name -> higher is better
+    # Robustness ablation (training/evaluate.py): may one input be removed while another remains? False when the
+    # inputs are the two sides of a pair (retrieval), not alternative evidence for one prediction.
+    ablate_inputs: ClassVar[bool] = True
 
     def __init__(self, spec: TaskSpec, ctx: TaskContext) -> None:
         self.spec = spec
@@ -44,6 +47,11 @@ class TaskType(ABC):
     @classmethod
     def metric_directions(cls) -> dict[str, bool]:
         return dict(cls.directions)
+
+    @classmethod
+    def check_spec(cls, spec: TaskSpec) -> str | None:
+        """What is wrong with a task file of this type beyond the schema ("field 'x' = v: expected ..."), or None."""
+        return None
 
     @abstractmethod
     def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, list[list[str]] | None]:
@@ -56,6 +64,13 @@ class TaskType(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         """Training loss of one batch of this task."""
+
+    @abstractmethod
+    def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
+        """The knowledge-distillation term alone (the caller mixes it with ``loss``): the student's outputs against
+        the teacher's softened by ``temperature``, times T**2 (``tasks/distill.py``). Only outputs are compared, so
+        the two models may differ in width. The teacher runs under ``torch.no_grad()``; the caller sets its mode.
+        """
 
     @abstractmethod
     def all_metrics(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -16,6 +17,7 @@ from mtl_bench.heads import HEADS
 from mtl_bench.metrics.captioning import caption_metrics
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
+from mtl_bench.tasks.distill import softmax_kl
 
 
 @TASK_TYPES.register("captioning")
@@ -40,6 +42,15 @@ class Captioning(TaskType):
         ids = batch["target"]
         logits = model(self.spec.name, self.inputs(batch), ids=ids[:, :-1])
         return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), ignore_index=PAD_ID)
+
+    def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
+        """Token-level KL(teacher || student) of the next-token distributions at temperature T, both teacher-forced
+        on the ground-truth caption, averaged over the real (non-padding) target tokens, * T**2."""
+        ids, inputs = batch["target"], self.inputs(batch)
+        with torch.no_grad():
+            target = teacher(self.spec.name, inputs, ids=ids[:, :-1])
+        logits = student(self.spec.name, inputs, ids=ids[:, :-1])
+        return softmax_kl(logits, target, temperature, mask=ids[:, 1:] != PAD_ID)
 
     def all_metrics(self) -> dict[str, Any]:
         return dict(caption_metrics().items())

@@ -53,6 +53,9 @@ def _check_task(spec: TaskSpec, path: Path) -> None:
         if modality not in ALLOWED_MODALITIES:
             hint = did_you_mean(modality, sorted(ALLOWED_MODALITIES))
             raise UserError(f"{path}: field 'inputs' has unknown modality {modality!r}: {hint}")
+    problem = task_type.check_spec(spec)
+    if problem:
+        raise UserError(f"{path}: {problem}")
     known = task_type.metric_directions()
     for metric in spec.metrics:
         if metric not in known:

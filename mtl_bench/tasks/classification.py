@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from mtl_bench.data.batches import TaskData
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
+from mtl_bench.tasks.distill import softmax_kl
 
 
 @TASK_TYPES.register("classification")
@@ -24,6 +25,13 @@ class Classification(TaskType):
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return F.cross_entropy(model(self.spec.name, self.inputs(batch)), batch["target"])
+
+    def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
+        """KL(softmax(teacher / T) || softmax(student / T)) * T**2, averaged over the batch (batchmean)."""
+        inputs = self.inputs(batch)
+        with torch.no_grad():
+            target = teacher(self.spec.name, inputs)
+        return softmax_kl(student(self.spec.name, inputs), target, temperature)
 
     def all_metrics(self) -> dict[str, Any]:
         n = len(self.ctx.label_names)

@@ -29,10 +29,10 @@ class TaskSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)  # bump on any change that makes old scores incomparable
     description: str
-    type: str  # a registered task type: classification, captioning, tagging
+    type: str  # a registered task type: classification, captioning, tagging, retrieval
     dataset: DatasetSpec
     inputs: dict[str, str]  # modality -> dataset column
-    target: str  # dataset column holding the label / caption / tags
+    target: str  # dataset column holding the label / caption / tags (retrieval: the query text; targets = sample ids)
     metrics: list[str] = Field(min_length=1)
     main_score: str
     higher_is_better: bool = True  # direction of the main score

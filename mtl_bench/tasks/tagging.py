@@ -12,6 +12,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from mtl_bench.data.batches import TaskData
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
+from mtl_bench.tasks.distill import sigmoid_bce
 
 
 @TASK_TYPES.register("tagging")
@@ -28,6 +29,14 @@ class Tagging(TaskType):
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return F.binary_cross_entropy_with_logits(model(self.spec.name, self.inputs(batch)), batch["target"])
+
+    def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
+        """Binary cross-entropy of student logits / T against sigmoid(teacher logits / T), every tag independent,
+        * T**2 (mean over clips and tags, like ``loss``)."""
+        inputs = self.inputs(batch)
+        with torch.no_grad():
+            soft = teacher(self.spec.name, inputs)
+        return sigmoid_bce(student(self.spec.name, inputs), soft, temperature)
 
     def all_metrics(self) -> dict[str, Any]:
         k = len(self.ctx.label_names)

@@ -93,7 +93,8 @@ def robustness(
     """Per task, the drop of the main score on ``data`` when one input modality is missing (``full`` - ablated).
 
     A drop is signed so that positive always means worse. Only modalities a task has are ablated, and only when
-    at least one other modality remains (a task with a single input has nothing left to predict from).
+    at least one other modality remains (a task with a single input has nothing left to predict from). A task
+    whose inputs are the two sides of a pair (``ablate_inputs`` False: retrieval) gets no ablation: {}.
     """
     was_training = model.training
     model.eval()
@@ -102,7 +103,7 @@ def robustness(
         modalities = task.spec.modalities()
         sign = 1.0 if task.spec.higher_is_better else -1.0
         drops = {}
-        for modality in modalities:
+        for modality in modalities if task.ablate_inputs else []:
             if modality != TEXT and len(modalities) == 1:
                 continue  # removing the only input leaves nothing (an empty title still is an input)
             ablated = score(model, task, data[name], batch_size, ABLATIONS[modality])

@@ -14,11 +14,12 @@ BOARD = """\
 name: smoke
 description: A test leaderboard on the smoke-sized shop.
 suite: ecommerce
-suite_version: 1
+suite_version: 2
 data_fingerprint: {fingerprint}
 tasks:
   product-classification: accuracy
   product-captioning: cider
+  product-search: mean_recall
   video-tagging: map
 rank_by: delta_p
 baseline: single-task-early-ew

@@ -129,7 +129,7 @@ def test_changed_predictions_no_longer_match_the_claimed_scores(board, submissio
         (lambda s: s["runs"][0]["results"].update(data_fingerprint="abc"), "field 'runs.0.results.data_fingerprint'"),
         (lambda s: s.update(runs=s["runs"][:2]), "2 seed(s) (0, 1); leaderboard smoke needs at least 3"),
         (lambda s: s["runs"][2]["results"].update(seed=0), "seed 0 appears twice"),
-        (lambda s: s.update(suite_version=2), "field 'suite_version' = 2: leaderboard smoke expects 1"),
+        (lambda s: s.update(suite_version=1), "field 'suite_version' = 1: leaderboard smoke expects 2"),
         (lambda s: s.pop("environment"), "field 'environment' = '(missing)': Field required"),
         (lambda s: s["runs"][0]["predictions"]["product-classification"].__setitem__(3, 999),
          "field 'runs.0.predictions.product-classification': sample 3: 999 is not a class id"),

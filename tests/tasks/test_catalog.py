@@ -19,10 +19,10 @@ def test_every_task_validates(name):
     assert spec.description.strip()
 
 
-def test_ecommerce_suite_has_the_three_task_types():
+def test_ecommerce_suite_has_the_four_task_types():
     suite = get_suite("ecommerce")
     types = {get_task(t).type for t in suite.tasks}
-    assert types >= {"classification", "captioning", "tagging"}
+    assert types >= {"classification", "captioning", "tagging", "retrieval"}
     assert [s.name for s in suite_tasks("ecommerce")] == sorted(suite.tasks)
     assert "ecommerce" in all_suites()
 

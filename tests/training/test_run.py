@@ -32,7 +32,7 @@ def cli_run(tmp_path_factory, data_dir, tracking_uri) -> tuple[Path, dict]:
 def test_results_file_is_complete(cli_run, data_dir):
     out, results = cli_run
     Results.model_validate(results)  # the versioned schema, extra fields forbidden
-    assert results["suite"] == "ecommerce" and results["suite_version"] == 1 and results["seed"] == 3
+    assert results["suite"] == "ecommerce" and results["suite_version"] == 2 and results["seed"] == 3
     assert results["config"]["profile"] == "smoke" and results["config"]["seed"] == 3
     specs = {s.name: s for s in suite_tasks("ecommerce")}
     assert set(results["tasks"]) == set(specs)

@@ -21,7 +21,7 @@ CASES = (
     + [("weighting", name) for name in WEIGHTINGS.names()]
 )
 SHORT = ["train.epochs=1", "train.limit_train_batches=2", "train.progress=false"]
-TASKS = 3
+TASKS = 4
 
 
 @pytest.mark.parametrize("kind,name", CASES, ids=[f"{k}={n}" for k, n in CASES])
@@ -37,9 +37,11 @@ def test_strategy_trains_and_reports_cost(kind, name, data_dir, tracking_uri, tm
     gradient_based = kind == "weighting" and WEIGHTINGS.get(name).kind == "gradient"
     assert cost["backward_passes"] == (TASKS if gradient_based else 1)
     assert cost["trainable_params"] <= cost["params"]
-    # Only classification has two inputs; single-input tasks cannot lose their only one.
+    # Only classification has two alternative inputs; single-input tasks cannot lose their only one, and search
+    # needs both sides of its pairs.
     assert set(results["robustness"]["product-classification"]) == {"no_image", "empty_title"}
     assert results["robustness"]["product-captioning"] == {} == results["robustness"]["video-tagging"]
+    assert results["robustness"]["product-search"] == {}
 
 
 def backbone_distance(checkpoint) -> float:
