@@ -38,6 +38,9 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     return grid
 
 
+STRATEGY_KEYS = {f"{part}{suffix}" for part in ("sharing", "fusion", "weighting") for suffix in ("", ".name")}
+
+
 def cell_name(assignment: dict[str, str]) -> str:
     """A folder-safe name of a cell: its grid values joined, e.g. ``hard-early-ew``."""
     return "-".join(str(v).replace("/", "_") for v in assignment.values()) or "default"
@@ -115,6 +118,7 @@ def compare(
     parent = _parent(uri, suite, out)
     root = Path(baselines_dir) if baselines_dir is not None else None
     collected = []
+    cell_of: dict[int, str] = {}  # id(results) -> its grid cell
     cell_dirs: dict[str, list[Path]] = {}
     try:
         for index, (cell, cfg) in enumerate(runs, start=1):
@@ -126,13 +130,16 @@ def compare(
             if results is None:
                 results = run(cfg, path, uri, root, parent_run_id=parent.run_id)
             collected.append(results)
+            cell_of[id(results)] = cell
     except BaseException:
         parent.finish("KILLED")
         raise
     for results in collected:  # runs made before their baseline existed get their delta now
         if results.get("delta") is None and (found := baselines.load(results, root)) is not None:
             results["delta"] = baselines.delta_against(results, *found)
-    frame = compare_frame(collected)
+    # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
+    by_strategy = set(parse_grid(grid_items)) <= STRATEGY_KEYS
+    frame = compare_frame(collected) if by_strategy else compare_frame(collected, label=lambda r: cell_of[id(r)])
     written = write_compare(frame, out)
     if submit:
         from mtl_bench.leaderboard.submission import make_submission, write_submission

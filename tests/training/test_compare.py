@@ -96,3 +96,22 @@ def test_compare_rejects_a_bad_grid_before_running(tmp_path):
                      str(tmp_path / "x"))
     assert result.returncode == 2 and "sofft" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_a_grid_over_other_settings_names_rows_by_its_values(compared, tmp_path, monkeypatch, tracking_uri):
+    """Cells that differ in a setting other than sharing/fusion/weighting (here the learning rate) get their own
+    rows; the runs are stand-ins: the fixture's results for the same sharing and seed."""
+    import mtl_bench.training.compare as compare_module
+
+    out, _, _ = compared
+
+    def stand_in(cfg, path, *args, **kwargs):
+        return json.loads((out / "runs" / cfg.sharing.name / f"seed{cfg.seed}" / "results.json").read_text())
+
+    monkeypatch.setattr(compare_module, "run", stand_in)
+    frame, _ = compare_module.compare(
+        "ecommerce", ["sharing=hard,single-task", "train.lr=0.001,0.002"], seeds=2, profile="smoke",
+        output_dir=tmp_path / "lr", tracking_uri=tracking_uri, baselines_dir=tmp_path / "baselines",
+    )
+    assert sorted(frame["cell"]) == ["hard-0.001", "hard-0.002", "single-task-0.001", "single-task-0.002"]
+    assert set(frame["seeds"]) == {2}
