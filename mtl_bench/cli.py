@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mtl_bench.errors import UserError
+from mtl_bench.training.failures import RunFailed
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sharing", default=None, help="sharing strategy (default hard)")
     run.add_argument("--fusion", default=None, help="fusion strategy (default early)")
     run.add_argument("--weighting", default=None, help="loss weighting (default ew)")
+    run.add_argument("--init-from", default=None, metavar="CKPT", help="start the encoders from a `mtl-bench "
+                     "pretrain` checkpoint (sets model.init_from)")
+    run.add_argument("--devices", type=lambda v: int(v) if v.isdigit() else v, default=None,
+                     help="devices per node (sets train.devices; default 1)")
+    run.add_argument("--strategy", default=None, help="auto or ddp: one process per device (sets train.strategy)")
+    run.add_argument("--num-nodes", type=int, default=None, help="machines of a DDP run (sets train.num_nodes)")
+    run.add_argument("--resume", action="store_true", help="continue the run in the output dir from its last "
+                     "epoch checkpoint, in the same MLflow run")
     _add_common(run)
 
     cmp = sub.add_parser("compare", help="run a grid of configurations over seeds and tabulate them")
@@ -40,6 +50,28 @@ def _parser() -> argparse.ArgumentParser:
                      help="values to compare, e.g. --grid sharing=single-task,hard --grid fusion=early,late")
     cmp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
     _add_common(cmp)
+
+    pre = sub.add_parser("pretrain", help="contrastive pre-training of a suite's encoders on its image-text pairs")
+    pre.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
+    pre.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    pre.add_argument("--profile", default="default", help="smoke or default: data sizes, model and epochs")
+    pre.add_argument("--config", default=None, help="YAML file of config overrides, applied before --set")
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=30")
+    pre.add_argument("--output-dir", default=None, help="where pretrained.pt and pretrain.json go "
+                     "(default runs/<suite>/pretrain/seed<N>)")
+    pre.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
+
+    dst = sub.add_parser("distill", help="distil a trained run (the teacher) into a smaller student, and compare")
+    dst.add_argument("--teacher", required=True, metavar="RUN_DIR", help="a finished `mtl-bench run` output folder")
+    dst.add_argument("--student", default="small", help="student size: small (dim 64) or tiny (dim 32); default small")
+    dst.add_argument("--profile", default=None, help="training settings of the students (default: the teacher's)")
+    dst.add_argument("--temperature", type=float, default=2.0, help="softmax / sigmoid temperature T (default 2)")
+    dst.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation term; 1 - alpha weighs "
+                     "the ground truth (default 0.5)")
+    dst.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="student override, e.g. "
+                     "model.dim=48 (data.* stays the teacher's)")
+    dst.add_argument("--output-dir", default=None, help="default: distill-<student> beside the teacher's folder")
+    dst.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
 
     swp = sub.add_parser("sweep", help="run an Optuna sweep (FILE), or report on a study (report STUDY)",
                          usage="mtl-bench sweep FILE [options] | mtl-bench sweep report STUDY [--storage URL] "
@@ -83,17 +115,44 @@ def _run(args: argparse.Namespace) -> None:
 
     flags = {"seed": args.seed, "sharing.name": args.sharing, "fusion.name": args.fusion}
     flags["weighting.name"] = args.weighting
+    flags |= {"train.devices": args.devices, "train.strategy": args.strategy, "train.num_nodes": args.num_nodes}
+    flags["model.init_from"] = args.init_from and str(Path(args.init_from).expanduser().resolve())
     cfg = build_config(args.suite, args.profile, flags=flags, sets=args.set, config_file=args.config)
-    results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines)
+    results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines,
+                  resume=args.resume)
+    if not results:  # a DDP process other than rank 0: rank 0 prints and writes
+        return
     print_results(results)
     if args.submit:
-        from pathlib import Path
-
         from mtl_bench.leaderboard.submission import make_submission, write_submission
         from mtl_bench.training.run import default_output_dir
 
         out = Path(args.output_dir) if args.output_dir else default_output_dir(cfg)
         print(f"submission: {write_submission(out / 'submission.json', make_submission([out]))}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from mtl_bench.config.load import build_config
+    from mtl_bench.training.pretrain import pretrain
+
+    cfg = build_config(args.suite, args.profile, flags={"seed": args.seed}, sets=args.set, config_file=args.config)
+    out = args.output_dir or Path("runs") / cfg.suite / "pretrain" / f"seed{cfg.seed}"
+    summary = pretrain(cfg, out, tracking_uri=args.tracking_uri)
+    last = summary["history"][-1]
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith("t2i_r1"))
+    print(f"pre-trained {cfg.suite} in {summary['train_seconds']:.0f} s; validation text->image Recall@1: {scores}")
+    print(f"checkpoint: {summary['checkpoint']}  (fine-tune: mtl-bench run --suite {cfg.suite} --init-from "
+          f"{summary['checkpoint']})")
+
+
+def _distill(args: argparse.Namespace) -> None:
+    from mtl_bench.training.distill import distill, markdown
+
+    summary = distill(args.teacher, student=args.student, profile=args.profile, sets=args.set,
+                      output_dir=args.output_dir, temperature=args.temperature, alpha=args.alpha,
+                      tracking_uri=args.tracking_uri)
+    print(markdown(summary), end="")
+    print(f"report: {summary['output_dir']}/distill.md, distill.json")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -170,11 +229,15 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"run": _run, "compare": _compare, "sweep": _sweep, "leaderboard": _leaderboard, "tasks": _tasks}
+        commands = {"run": _run, "pretrain": _pretrain, "distill": _distill, "compare": _compare, "sweep": _sweep,
+                    "leaderboard": _leaderboard, "tasks": _tasks}
         commands[args.command](args)
     except UserError as exc:
         print(f"mtl-bench: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:  # training started and failed: NaN loss, out of GPU memory (training/failures.py)
+        print(f"mtl-bench: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -46,6 +46,7 @@ class ModelConfig(_Frozen):
     freeze_pretrained: bool = True  # pretrained encoders get no gradients, BatchNorm/dropout in eval; false fine-tunes
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     beam_size: int = Field(1, ge=1)  # caption decoding at evaluation; 1 = greedy
+    init_from: str | None = None  # a `mtl-bench pretrain` checkpoint: every backbone's encoders start from it
 
 
 class TrainConfig(_Frozen):
@@ -58,7 +59,10 @@ class TrainConfig(_Frozen):
     mixing: Literal["max_size_cycle", "min_size"] = "max_size_cycle"  # how task loaders combine per step
     limit_train_batches: float | int = 1.0  # Lightning semantics: fraction or number of steps per epoch
     accelerator: str = "auto"  # cpu, gpu or auto (gpu when present)
-    devices: int | str = 1
+    devices: int | str = 1  # devices per node; under DDP train.batch_size stays the global batch, split over them
+    strategy: str = "auto"  # auto (one device) or ddp: one process per device, Lightning's launcher, torchrun or SLURM
+    num_nodes: int = Field(1, ge=1)  # machines of a DDP run
+    min_free_mb: int = Field(100, ge=0)  # refuse to start with less free disk at the output dir (checkpoints: more)
     precision: str = "auto"  # auto = bf16-mixed on GPU, 32-true on CPU
     num_threads: int = Field(0, ge=0)  # torch intra-op threads on CPU; 0 = torch's default
     progress: bool = True  # rich progress bar

@@ -11,6 +11,10 @@ from mtl_bench.data.batches import TaskData, task_loader
 class MultiTaskDataModule(L.LightningDataModule):
     """Training: ``CombinedLoader`` in ``max_size_cycle`` mode (an epoch covers the largest task once; smaller tasks
     cycle) or ``min_size`` (stop at the smallest). Evaluation: the tasks' loaders one after another, in sorted order.
+
+    Under DDP (a Trainer with ``use_distributed_sampler=False``: the sharding is ours) each process loads its part
+    of every global training batch and a contiguous part of every evaluation split (``data/batches.py``);
+    ``batch_size`` stays the global batch per task, so a run on N devices makes the same updates as on one.
     """
 
     def __init__(self, splits: dict[str, dict[str, TaskData]], batch_size: int, mixing: str, seed: int) -> None:
@@ -20,16 +24,27 @@ class MultiTaskDataModule(L.LightningDataModule):
         self.mixing = mixing
         self.seed = seed
 
+    def _shard(self) -> tuple[int, int]:
+        """(rank, world size) of this process; (0, 1) without a Trainer or without DDP."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> CombinedLoader:
+        rank, world = self._shard()
         loaders = {
-            name: task_loader(s["train"], self.batch_size, shuffle=True, seed=self.seed * 1000 + i)
+            name: task_loader(s["train"], self.batch_size, shuffle=True, seed=self.seed * 1000 + i, rank=rank,
+                              world=world)
             for i, (name, s) in enumerate(self.splits.items())
         }
         return CombinedLoader(loaders, mode=self.mixing)
 
     def _eval(self, split: str) -> CombinedLoader:
         size = self.batch_size * 2  # no gradients in evaluation, so larger batches fit
-        loaders = {name: task_loader(s[split], size, shuffle=False, seed=0) for name, s in self.splits.items()}
+        rank, world = self._shard()
+        loaders = {
+            name: task_loader(s[split], size, shuffle=False, seed=0, rank=rank, world=world, whole_batches=False)
+            for name, s in self.splits.items()
+        }
         return CombinedLoader(loaders, mode="sequential")
 
     def val_dataloader(self) -> CombinedLoader:

@@ -110,7 +110,7 @@ class RetrievalScore(Metric):
         self.ids.append(target.long())
 
     def compute(self) -> Tensor:
-        if not self.ids:
+        if isinstance(self.ids, list) and not self.ids:  # after a DDP sync the states are tensors
             return torch.tensor(0.0, device=self.device)
         text, item, ids = (dim_zero_cat(s) for s in (self.text, self.item, self.ids))
         return retrieval_score(*unique_samples(text, item, ids), self.score)

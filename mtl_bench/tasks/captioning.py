@@ -18,6 +18,7 @@ from mtl_bench.metrics.captioning import caption_metrics
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.tasks.distill import softmax_kl
+from mtl_bench.weighting.sync import mean_over_workers
 
 
 @TASK_TYPES.register("captioning")
@@ -41,7 +42,11 @@ class Captioning(TaskType):
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         ids = batch["target"]
         logits = model(self.spec.name, self.inputs(batch), ids=ids[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), ignore_index=PAD_ID)
+        targets = ids[:, 1:].flatten()
+        total = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=PAD_ID, reduction="sum")
+        # Mean over the real tokens of the GLOBAL batch: under DDP each process divides by the mean token count of
+        # the processes, so averaging the processes' gradients gives exactly the one-process gradient.
+        return total / mean_over_workers((targets != PAD_ID).sum().float()).clamp(min=1.0)
 
     def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
         """Token-level KL(teacher || student) of the next-token distributions at temperature T, both teacher-forced

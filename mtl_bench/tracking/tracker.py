@@ -100,15 +100,38 @@ class Tracker:
         self.client.set_terminated(self.run_id, status)
 
 
+class NullTracker:
+    """The tracker of DDP ranks other than 0: only rank 0 creates and writes the MLflow run."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.run_id: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: str | Path) -> None:
+        pass
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass
+
+
 def _safe(name: str) -> str:
     """MLflow metric names allow letters, digits, _ - . / and spaces."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)
 
 
 class EpochMetricsLogger(Logger):
-    """Lightning logger that forwards every logged value to our Tracker, with the epoch as MLflow step."""
+    """Lightning logger that forwards every logged value to our Tracker, with the epoch as MLflow step.
 
-    def __init__(self, tracker: Tracker) -> None:
+    ``tracker`` may be set after the Trainer is built: under DDP only then is it known which process is rank 0.
+    """
+
+    def __init__(self, tracker: Tracker | NullTracker | None) -> None:
         super().__init__()
         self.tracker = tracker
 
@@ -118,7 +141,7 @@ class EpochMetricsLogger(Logger):
 
     @property
     def version(self) -> str:
-        return self.tracker.run_id
+        return (self.tracker.run_id if self.tracker is not None else None) or ""
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
@@ -128,5 +151,5 @@ class EpochMetricsLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         epoch = metrics.get("epoch")
         values = {k: v for k, v in metrics.items() if k != "epoch"}
-        if values:
+        if values and self.tracker is not None:
             self.tracker.log_metrics(values, step=int(epoch) if epoch is not None else step)

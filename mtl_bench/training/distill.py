@@ -135,7 +135,8 @@ def markdown(summary: dict[str, Any]) -> str:
     for name, t in summary["tasks"].items():
         lines.append(f"| {name} | {t['main_score']} | {t['teacher']:.3f} | {t['distilled']:.3f} | "
                      f"{t['student']:.3f} | {100 * t['retained']:.0f}% | {t['distillation_gain']:+.3f} |")
-    lines += ["", "| model | params | MFLOPs/sample | CPU ms, batch 1 | CPU ms, batch 64 |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "| model | params | MFLOPs/sample | CPU ms, batch 1 | CPU ms, batch 64 |",
+              "|---|---:|---:|---:|---:|"]
     for key, c in summary["costs"].items():
         lines.append(f"| {key} | {c['params']:,} | {c['flops_per_sample'] / 1e6:.1f} | {c['latency_ms_batch1']:.1f} | "
                      f"{c['latency_ms_batch64']:.1f} |")

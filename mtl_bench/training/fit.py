@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -21,11 +20,14 @@ from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
 from mtl_bench.results.schema import Cost, DataReport, Delta, MlflowInfo, Results, SkippedRows, TaskResult
 from mtl_bench.tasks.catalog import get_suite, suite_tasks
-from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri, flatten
+from mtl_bench.tracking.tracker import EpochMetricsLogger, flatten
 from mtl_bench.training.checkpoint_io import AtomicCheckpointIO
+from mtl_bench.training.distributed import leave_process_group
 from mtl_bench.training.evaluate import flops_per_sample, robustness
 from mtl_bench.training.predictions import test_predictions, write_predictions
 from mtl_bench.training.provenance import peak_memory_mb, provenance
+from mtl_bench.training.resume import RunState, last_checkpoint, open_run
+from mtl_bench.training.run import check_free_space, checkpoint_bytes
 from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
 from mtl_bench.weighting import WEIGHTINGS
 
@@ -49,19 +51,22 @@ def make_trainer(
     precision: str,
     deterministic: bool,
     callbacks: list[Any] | None = None,
+    best_checkpoint: bool = True,
     **overrides: Any,
 ) -> L.Trainer:
     """The Trainer of a run: best-validation checkpoint, atomic checkpoint writes, rich progress, epoch logging."""
     callbacks = list(callbacks or [])
-    if overrides.get("limit_val_batches") != 0:
-        callbacks.append(
-            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=SCORE, mode="max", save_top_k=1)
+    if best_checkpoint and overrides.get("limit_val_batches") != 0:
+        callbacks.insert(  # first: ckpt_path="best" means the first ModelCheckpoint's best
+            0, ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=SCORE, mode="max", save_top_k=1)
         )
     if cfg.train.progress:
         callbacks.append(RichProgressBar(leave=True))
     settings: dict[str, Any] = dict(
         accelerator=accelerator,
         devices=cfg.train.devices,
+        strategy=cfg.train.strategy,  # ddp: Lightning launches one process per device (training/distributed.py)
+        num_nodes=cfg.train.num_nodes,
         precision=precision,
         max_epochs=cfg.train.epochs,
         limit_train_batches=cfg.train.limit_train_batches,
@@ -112,32 +117,48 @@ def fit_and_test(
     baselines_dir: Path | None = None,
     parent_run_id: str | None = None,
     callbacks: list[Any] | None = None,
+    distill: Any = None,
+    resume_from: Any = None,
 ) -> dict[str, Any]:
+    """``resume_from``: a ``training.resume.ResumePoint`` to continue an interrupted run from (``--resume``)."""
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     specs = suite_tasks(cfg.suite)
     prepared = prepare_suite(specs, cfg.data, cfg.model.text_encoder)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init does not depend on data preparation
     model = build_model(cfg, prepared.tasks, prepared.vocab_size)
+    if cfg.model.init_from:
+        from mtl_bench.models.init_from import load_encoders
+
+        load_encoders(model, cfg, prepared.fingerprint, prepared.vocab_size)
     weighting = WEIGHTINGS.get(cfg.weighting.name)(sorted(prepared.tasks), **cfg.weighting.options)
     datamodule = MultiTaskDataModule(prepared.splits, cfg.train.batch_size, cfg.train.mixing, cfg.seed)
     steps = datamodule.steps_per_epoch() * cfg.train.epochs
     system = MultiTaskSystem(model, prepared.tasks, weighting, cfg.train, total_steps=steps)
+    if distill is not None:  # the student's losses mix in the teacher's soft targets (training/distill.py)
+        from mtl_bench.training.distill import DistilledTask
 
-    uri = tracking_uri or default_tracking_uri()
+        system.tasks = {name: DistilledTask(task, distill) for name, task in system.tasks.items()}
+        system.teacher = distill.teacher  # a submodule, so it moves to the student's device
+
     tags = {"suite": cfg.suite} | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
-    tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}", run_name=out.name, tags=tags)
     config = cfg.model_dump(mode="json")
-    tracker.log_params(config)
-    tracker.log_params({"data_fingerprint": prepared.fingerprint})
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a rerun into the same folder starts clean
-    trainer = make_trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic, callbacks)
+    need = 3 * checkpoint_bytes(system) + cfg.train.min_free_mb * 2**20  # best, last, and one being written
+    check_free_space(out, need, "this run's checkpoints (best, last and one being written)")
+    logger, run_state = EpochMetricsLogger(None), RunState(cfg.seed)
+    trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic,
+                           [*(callbacks or []), run_state, last_checkpoint(out)], use_distributed_sampler=False)
+    # Under DDP only now is it known which process is rank 0: it alone opens (or reopens) the MLflow run.
+    tracker = open_run(trainer.is_global_zero, config, out, tracking_uri, tags, prepared.fingerprint, resume_from)
+    logger.tracker, uri = tracker, tracker.tracking_uri
     try:
         start = time.perf_counter()
-        trainer.fit(system, datamodule=datamodule)
-        train_seconds = time.perf_counter() - start
+        trainer.fit(system, datamodule=datamodule, ckpt_path=resume_from.checkpoint if resume_from else None)
+        train_seconds = time.perf_counter() - start + run_state.seconds_before
         trainer.test(system, datamodule=datamodule, ckpt_path="best", verbose=False)
+        leave_process_group()  # DDP: the others are done; rank 0 evaluates and writes alone
+        if not trainer.is_global_zero:
+            return {}
         test_data = {name: splits["test"] for name, splits in prepared.splits.items()}
         flops = flops_per_sample(system.model, prepared.tasks, test_data)
         main = {name: system.test_scores[name][task.spec.main_score] for name, task in prepared.tasks.items()}

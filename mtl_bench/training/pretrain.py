@@ -137,7 +137,13 @@ def _loaders(sources: dict[str, dict[str, TaskData]], split: str, batch: int, se
 def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = None) -> dict[str, Any]:
     """Pre-train, then write ``output_dir/pretrained.pt`` (encoder weights + the settings they fit) and
     ``output_dir/pretrain.json`` (per-epoch losses, validation Recall@1, temperature, time)."""
-    from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, EpochMetricsLogger, Tracker, default_tracking_uri
+    from mtl_bench.tracking.tracker import (
+        EXPERIMENT_PREFIX,
+        EpochMetricsLogger,
+        NullTracker,
+        Tracker,
+        default_tracking_uri,
+    )
     from mtl_bench.training.fit import make_trainer, quiet_libraries
     from mtl_bench.training.run import _trainer_settings, check_writable
 
@@ -154,12 +160,17 @@ def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = 
     visual = {name: next(m for m in s["train"].inputs if m != TEXT) for name, s in sources.items()}
     steps = max(-(-len(s["train"]) // cfg.train.batch_size) for s in sources.values())
     system = ContrastivePretrainer(encoders, cfg.model.dim, visual, cfg, steps * cfg.train.epochs)
-    tracker = Tracker(tracking_uri or default_tracking_uri(), f"{EXPERIMENT_PREFIX}/{cfg.suite}/pretrain",
-                      run_name=out.name)
-    tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": prepared.fingerprint})
     accelerator, precision, deterministic = _trainer_settings(cfg)
-    trainer = make_trainer(cfg, out, EpochMetricsLogger(tracker), accelerator, precision, deterministic,
+    logger = EpochMetricsLogger(None)
+    trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic,
                            best_checkpoint=False, enable_checkpointing=False)
+    uri = tracking_uri or default_tracking_uri()
+    if trainer.is_global_zero:  # under DDP only rank 0 opens the MLflow run and writes files
+        tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}/pretrain", run_name=out.name)
+        tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": prepared.fingerprint})
+    else:
+        tracker = NullTracker(uri)
+    logger.tracker = tracker
     start = time.perf_counter()
     try:
         trainer.fit(system, _loaders(sources, "train", cfg.train.batch_size, cfg.seed, True),

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mtl_bench.config.schema import TrainConfig
 from mtl_bench.tasks.base import TaskType
+from mtl_bench.training.distributed import average_gradients, reduce_step, without_reducer
 from mtl_bench.weighting.base import Weighting
 
 SCORE = "val/score"  # checkpoint selection: mean over tasks of the main score (negated when lower is better)
@@ -89,16 +90,22 @@ class MultiTaskSystem(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         start = time.perf_counter()
         losses = {name: self.tasks[name].loss(self.model, b) for name, b in sorted(batch.items()) if b is not None}
-        stacked = torch.stack([loss.detach() for loss in losses.values()])
+        # DDP: losses averaged and samples summed over the processes, so all of them stop together on a NaN
+        stacked, samples = reduce_step(
+            torch.stack([loss.detach() for loss in losses.values()]),
+            sum(len(b["target"]) for b in batch.values() if b is not None),
+        )
         if not torch.isfinite(stacked).all():  # one host sync per step, whatever the number of tasks
             name, value = next((n, v) for n, v in zip(losses, stacked.tolist(), strict=True) if not math.isfinite(v))
             raise FloatingPointError(f"task {name}: loss is {value} at step {self.global_step}")
         for name, loss in zip(losses, stacked, strict=True):
             self._epoch_losses[name].append(loss)
-        self.samples_seen += sum(len(b["target"]) for b in batch.values() if b is not None)
+        self.samples_seen += samples
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        self.weighting.backward(losses, self.model.sharing.regularization(), backward=self.manual_backward)
+        with without_reducer(self._trainer):  # DDP: gradients are averaged below instead (training/distributed.py)
+            self.weighting.backward(losses, self.model.sharing.regularization(), backward=self.manual_backward)
+        average_gradients(self.parameters())
         if self.train_cfg.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.train_cfg.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()

@@ -15,14 +15,17 @@ to every gradient. Options ``beta`` (default 0.9) and ``beta_sigma`` (default 0)
 (its ``DB_MTL`` has no defaults of its own), so ``beta_k`` is a constant 0.9.
 
 Cost: one ``autograd.grad`` per task over the shared parameters (``backward_passes`` = T) and T EMA tensors the size
-of the shared parameters. The EMA is plain state, not saved in ``state_dict`` (it would multiply checkpoints by T);
-a resumed run restarts it from zero. Like the Jacobian methods it writes ``.grad`` directly, so see
-``jacobian.py`` for how it behaves under DDP.
+of the shared parameters. The EMA and the step count are saved in checkpoints (``get_extra_state``; that adds T
+copies of the shared parameters to a checkpoint) so a resumed run continues them. Like the Jacobian methods it
+writes ``.grad`` directly, so under DDP each task's gradient is averaged over the processes before it enters the
+EMA (``jacobian.py``); each process's gradient is that of the log of its own part of the batch, so the result is
+close to, not equal to, a one-process run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,6 +34,7 @@ from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import accumulate_grads, max_norm_combination, task_gradient
+from mtl_bench.weighting.sync import all_reduce_mean_
 
 EPS = 1e-8
 
@@ -64,8 +68,11 @@ class DualBalancing(Weighting):
         decay = self.beta / self.steps**self.beta_sigma
         for i, (name, log_loss) in enumerate(zip(names, logs, strict=True)):
             grads = task_gradient(log_loss, self.shared, retain_graph=i < len(names) - 1)
+            all_reduce_mean_(grads)  # DDP: the same EMA on every process
             if name not in self.ema:
                 self.ema[name] = [torch.zeros_like(g) for g in grads]
+            elif self.ema[name][0].device != grads[0].device:  # loaded from a checkpoint onto another device
+                self.ema[name] = [h.to(grads[0].device) for h in self.ema[name]]
             for h, g in zip(self.ema[name], grads, strict=True):
                 h.lerp_(g, 1 - decay)
         accumulate_grads(self.shared, max_norm_combination([self.ema[t] for t in names]))
@@ -74,3 +81,10 @@ class DualBalancing(Weighting):
 
     def backward_passes(self, num_tasks: int) -> int:
         return num_tasks
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"steps": self.steps, "ema": {t: [h.detach().clone() for h in hs] for t, hs in self.ema.items()}}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.ema = {t: list(hs) for t, hs in state["ema"].items()}

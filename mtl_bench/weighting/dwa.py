@@ -6,7 +6,8 @@ The weights change once per epoch, from each task's mean training loss over the 
 
 so a task whose loss fell more slowly gets more weight; ``w_t = 1`` for the first two epochs (no history yet), and
 again for two epochs after an epoch in which some task had no batch. Option ``temperature`` (default 2, as in the
-paper and LibMTL). The loss history is a buffer, so a resumed run keeps it.
+paper and LibMTL). The loss history is a buffer, so a resumed run keeps it. Under DDP the system averages each
+step's losses over the processes first, so every process computes the same weights.
 """
 
 from __future__ import annotations

@@ -16,13 +16,16 @@ Approximation: the official code computes ``L^after`` with an extra forward pass
 step. We avoid that pass: at the start of each step, ``L^before`` is the previous step's losses and ``L^after`` this
 step's, on a different batch, so ``delta`` also carries the batch-to-batch noise of the losses (and the logits lag
 one step). The logits and their Adam state are buffers: in ``state_dict`` but not in ``parameters()``, so the
-system's optimiser leaves them alone. The official code also clips the shared gradient to norm 1; here the
-trainer's gradient clipping plays that part.
+system's optimiser leaves them alone; the previous step's losses are saved too (``get_extra_state``), so a resumed
+run continues exactly. Under DDP the logits are updated from the losses averaged over the processes, so they stay
+the same on every process. The official code also clips the shared gradient to norm 1; here the trainer's gradient
+clipping plays that part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,6 +34,7 @@ from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import adam_step_, famo_logit_grad, famo_loss
+from mtl_bench.weighting.sync import mean_over_workers
 
 EPS = 1e-8
 
@@ -69,12 +73,18 @@ class FAMO(Weighting):
         backward: Callable[[Tensor], None] = Tensor.backward,
     ) -> None:
         names = sorted(losses)
-        current = torch.stack([losses[t].detach() for t in names]).to(self.logits.dtype)
-        if self._previous is not None:
-            self.update_logits(*self._previous, names, current)
+        current = mean_over_workers(torch.stack([losses[t].detach() for t in names]).to(self.logits.dtype))
+        if self._previous is not None:  # (the losses may come from a checkpoint loaded on another device)
+            self.update_logits(self._previous[0], self._previous[1].to(current.device), names, current)
         self._previous = (names, current)
         total = self(losses)
         backward(total if extra is None else total + extra)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {} if self._previous is None else {"names": self._previous[0], "losses": self._previous[1].clone()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._previous = (list(state["names"]), state["losses"]) if state else None
 
     @torch.no_grad()
     def update_logits(self, names_before: list[str], before: Tensor, names_after: list[str], after: Tensor) -> None:

@@ -13,6 +13,10 @@ The logits get the gradient of ``L_grad``, the model gets the gradient of ``sum_
 sharing's ``extra``): one backward of their sum, since ``L_grad`` reaches only the logits. Option ``alpha`` (default
 1.5, the paper's and LibMTL's), the strength of the pull towards equal training rates.
 
+Under DDP the loss ratios use the losses averaged over the processes and the logits' gradient is averaged like
+every other gradient, so the weights stay the same on every process; the norms ``G_t`` are each process's own
+(of its part of the batch), so the result is close to, not equal to, a one-process run.
+
 Cost: T extra ``autograd.grad`` calls that only run from each loss back to ``W`` (the heads and the last layer,
 not the whole encoder), so ``backward_passes`` is 1. LibMTL differs in using the first epoch's mean loss as
 ``L_t(0)`` and plain equal weighting during that epoch; we follow the paper (first step).
@@ -30,6 +34,7 @@ from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import gradient_norm, gradnorm_objective
+from mtl_bench.weighting.sync import mean_over_workers
 
 
 @WEIGHTINGS.register("gradnorm")
@@ -67,8 +72,9 @@ class GradNorm(Weighting):
         values = torch.stack([losses[t] for t in names])
         with torch.no_grad():
             seen = self.initial_losses[index]
-            self.initial_losses[index] = torch.where(torch.isnan(seen), values.to(seen.dtype), seen)
-            ratios = values / self.initial_losses[index].clamp_min(torch.finfo(seen.dtype).tiny)
+            synced = mean_over_workers(values)  # DDP: the same L_t(0) and ratios on every process
+            self.initial_losses[index] = torch.where(torch.isnan(seen), synced.to(seen.dtype), seen)
+            ratios = synced / self.initial_losses[index].clamp_min(torch.finfo(seen.dtype).tiny)
         norms = torch.stack([gradient_norm(losses[t], self.last_shared) for t in names])  # the T partial passes
         weights = (len(self.tasks) * torch.softmax(self.logits, dim=0))[index]
         total = (weights.detach() * values).sum() + gradnorm_objective(weights, norms, ratios, self.alpha)

@@ -31,14 +31,15 @@ per task, which runs through that task's graph only, store the rows in each shar
 For the same reason LibMTL's "representation gradient" option (aggregating the Jacobian of a common
 representation instead of the parameters) does not apply: there is no representation common to all tasks' inputs.
 
-Under multi-GPU DDP: ``jac_to_grad`` writes ``.grad`` directly, outside autograd, so DDP's all-reduce hooks (which
-fire as autograd accumulates gradients) never see the aggregated gradient, and each rank would step with its own
-local aggregate; the replicas then drift apart. The fix is an explicit ``all_reduce`` (mean) of the shared
-parameters' ``.grad`` after ``backward`` (the cheap choice: the mean of per-rank aggregates), or of the Jacobian
-before aggregation (exact: the aggregate of the global Jacobian, at T times the communication). The same holds for
-``dbmtl``. Stateful aggregators (GradVac's EMA, Nash-MTL's warm start) keep their state outside ``state_dict``, so a
-resumed run restarts it; a step where only some tasks have a batch uses a separate aggregator for that task set,
-and a step with a single task uses its plain gradient.
+Under DDP: ``jac_to_grad`` writes ``.grad`` directly, outside autograd, so DDP's all-reduce hooks would never see
+the aggregated gradient and each process would step with its own aggregate. So each task's gradient row is averaged
+over the processes (``sync.all_reduce_mean_``, one collective for all rows) *before* aggregation: every process
+aggregates the Jacobian of the global batch, gets the same update, and the result equals a one-process run on the
+whole batch (the per-process batches are parts of the global one, ``data/batches.py``). The cost is T gradients'
+worth of communication per step instead of one. ``dbmtl`` does the same. Stateful aggregators (GradVac's EMA,
+Nash-MTL's warm start) are saved in checkpoints through ``get_extra_state`` (``state.py``), so a resumed run continues
+them; a step where only some tasks have a batch uses a separate aggregator for that task set, and a step with a
+single task uses its plain gradient.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import accumulate_grads, task_gradient
+from mtl_bench.weighting.state import aggregator_state, load_aggregator_state
+from mtl_bench.weighting.sync import all_reduce_mean_
 
 BASE_INSTALL = 'pip install "mtl-bench"'  # quadprog and scipy are ordinary dependencies: this re-resolves them
 SOLVERS_INSTALL = 'pip install "mtl-bench[solvers]"'
@@ -163,6 +166,7 @@ class JacobianWeighting(Weighting):
         if self.specific:
             torch.autograd.backward(self(losses), inputs=self.specific, retain_graph=True)
         rows = [task_gradient(losses[t], self.shared, retain_graph=i < len(names) - 1) for i, t in enumerate(names)]
+        all_reduce_mean_([g for row in rows for g in row])  # DDP: every process aggregates the global Jacobian
         if len(rows) == 1:  # nothing to reconcile (and Nash-MTL cannot solve for one task)
             accumulate_grads(self.shared, rows[0])
         else:
@@ -175,6 +179,14 @@ class JacobianWeighting(Weighting):
 
     def backward_passes(self, num_tasks: int) -> int:
         return num_tasks
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The aggregators' own state (only GradVac and Nash-MTL keep any), per task set."""
+        return {"|".join(names): aggregator_state(agg) for names, agg in self._aggregators.items()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for key, values in state.items():
+            load_aggregator_state(self.aggregator(tuple(key.split("|"))), values)
 
 
 for _name, _spec in AGGREGATORS.items():
