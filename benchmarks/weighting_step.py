@@ -1,11 +1,11 @@
 """Step time of every loss-weighting method relative to equal weighting (``ew``), measured side by side in one run.
 
-    python benchmarks/weighting_step.py [--profile default] [--steps 10] [--repeats 2] [--only ew,uw,...]
+    python benchmarks/weighting_step.py [--profile default] [--steps 10] [--repeats 2] [--only ew,uw,...] [--threads N]
 
 Every method trains the same model from the same initial weights on the same pre-built batches (one of each task per
 step): forward, the method's backward, gradient clipping and an AdamW step. Methods run interleaved, ``--repeats``
-rounds, and each method's median step time is divided by ew's. Targets: loss-based methods at most 1.1x; methods
-that need per-task gradients at most (T+1)x for T tasks.
+rounds in an order rotating each round, and each method's median step time is divided by ew's. Targets: loss-based
+methods at most 1.1x; methods that need per-task gradients at most (T+1)x for T tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 
 import lightning as L
 import torch
+from _common import interleaved
 
 from mtl_bench.config.load import build_config
 from mtl_bench.data.datamodule import MultiTaskDataModule
@@ -56,9 +57,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated method names (default: every registered one)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     quiet_libraries()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = build_config("ecommerce", args.profile, sets=[*args.set, "train.progress=false"])
     prepared = prepare_suite(suite_tasks("ecommerce"), cfg.data)
     L.seed_everything(0, verbose=False)
@@ -69,10 +73,10 @@ def main() -> None:
     while len(batches) < args.warmup + args.steps:  # as many epochs as it takes
         batches += [batch for batch, _, _ in loader][: args.warmup + args.steps - len(batches)]
     names = ["ew"] + [n for n in (args.only.split(",") if args.only else WEIGHTINGS.names()) if n and n != "ew"]
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(args.repeats):
-        for name in names:
-            times[name].append(step_time(name, model, initial, prepared.tasks, batches, cfg, args.warmup))
+    times = interleaved(  # the order rotates each round, so a busy spell does not always hit the same methods
+        {n: (lambda n=n: step_time(n, model, initial, prepared.tasks, batches, cfg, args.warmup)) for n in names},
+        args.repeats,
+    )
     num_tasks = len(prepared.tasks)
     ew = statistics.median(times["ew"])
     params = sum(p.numel() for p in model.parameters())

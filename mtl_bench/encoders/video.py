@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import ImageEncoder
 from mtl_bench.errors import UserError
-from mtl_bench.fusion.functional import masked_mean
 from mtl_bench.models.layers import TransformerStack
 from mtl_bench.models.types import VIDEO, Tokens
 
@@ -58,6 +57,8 @@ class VideoEncoder(nn.Module):
                 "set data.num_frames to match"
             )
         per_frame = self.frame_encoder(frames.flatten(0, 1))  # Tokens [B*T, N, D]
-        x = masked_mean(per_frame.x, per_frame.mask).view(batch, steps, self.dim)
+        # Frame encoders (scratch and pretrained) return all-real grids, so a plain mean equals masked_mean bit for
+        # bit, at half the cost (no broadcast multiply by the mask) and without a host sync to check the mask.
+        x = per_frame.x.mean(dim=1).view(batch, steps, self.dim)
         x = self.dropout(x + self.time[:, :steps])
         return Tokens(self.stack(x), torch.ones(batch, steps, dtype=torch.bool, device=x.device))
