@@ -21,7 +21,8 @@ from mtl_bench.leaderboard.definition import load_leaderboard
 from tests.conftest import run_cli
 
 DIRECTIONS = {"accuracy": True, "macro_f1": True, "bleu4": True, "rougeL": True, "cider": True, "map": True,
-              "micro_f1": True}
+              "micro_f1": True} | {f"{way}_{m}": True for way in ("t2i", "i2t") for m in ("r1", "r5", "r10", "mrr")} | {
+              "mean_recall": True}
 
 
 def load(path: Path) -> dict:
