@@ -15,6 +15,8 @@ from mtl_bench.training.evaluate import flops_per_sample, robustness
 class ToyTask:
     """A task whose 'score' is the mean of what the model returns for the inputs it is given."""
 
+    ablate_inputs = True  # as every task type but retrieval
+
     def __init__(self, modalities, higher_is_better=True):
         self.spec = SimpleNamespace(modalities=lambda: modalities, higher_is_better=higher_is_better, main_score="s")
 
