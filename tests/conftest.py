@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# What tox used to set: subprocesses hash strings the same way every time, and MLflow sends no telemetry.
+os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)
