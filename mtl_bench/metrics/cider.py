@@ -213,7 +213,8 @@ class CIDErD(Metric):
         self.add_state("num_refs", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Sequence[str], target: Sequence[Sequence[str]]) -> None:
-        """Store a batch of predictions, each with one or more references (lower-cased, whitespace-tokenised)."""
+        """Store a batch of predictions, each with one or more references, already tokenised: words split on
+        whitespace, as coco-caption's scorers take them (``metrics.captioning`` applies the caption tokenisation)."""
         _check_inputs(preds, target, self.n, self.sigma)
         if not preds:
             return

@@ -1,5 +1,10 @@
 """Captioning (text generation): teacher-forced cross-entropy, BLEU-4 / ROUGE-L / CIDEr-D on decoded captions,
-most-frequent-caption trivial baseline."""
+most-frequent-caption trivial baseline.
+
+References are stored in the caption tokenisation (``data.text.caption_text``: lower-cased, punctuation split off),
+the same one the tokenizer's ``decode`` produces, so a model can generate its reference exactly; the metrics apply it
+again to both sides (it is idempotent), which also normalises captions submitted as JSON.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from torch import Tensor, nn
 
 from mtl_bench.config.schema import ModelConfig
 from mtl_bench.data.batches import TaskData
-from mtl_bench.data.text import PAD_ID
+from mtl_bench.data.text import PAD_ID, caption_text
 from mtl_bench.heads import HEADS
 from mtl_bench.metrics.captioning import caption_metrics
 from mtl_bench.tasks import TASK_TYPES
@@ -24,13 +29,13 @@ from mtl_bench.weighting.sync import mean_over_workers
 @TASK_TYPES.register("captioning")
 class Captioning(TaskType):
     head = "caption"
-    directions = {"bleu4": True, "rougeL": True, "cider": True}
+    directions = {"bleu4": True, "bleu4_coco": True, "rougeL": True, "rougeL_coco": True, "cider": True}
     beam_size = 1
 
     def encode_targets(self, column: list[Any], tokenize: Any) -> tuple[Tensor, list[list[str]]]:
-        """Token ids [N, L] (BOS .. EOS, padded) and the caption strings as single references."""
+        """Token ids [N, L] (BOS .. EOS, padded) and the captions, in the caption tokenisation, as single references."""
         texts = [str(c) for c in column]
-        return tokenize(texts, bos_eos=True), [[t.lower()] for t in texts]
+        return tokenize(texts, bos_eos=True), [[caption_text(t)] for t in texts]
 
     def build_head(self, cfg: ModelConfig) -> nn.Module:
         self.beam_size = cfg.beam_size
