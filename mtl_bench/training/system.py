@@ -109,6 +109,10 @@ class MultiTaskSystem(L.LightningModule):
         if self.train_cfg.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.train_cfg.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
+        if self.weighting.needs_losses_after_step:  # FAMO after=same_batch: the same batches, re-scored, no graph
+            with torch.no_grad():
+                after = {n: self.tasks[n].loss(self.model, b) for n, b in sorted(batch.items()) if b is not None}
+            self.weighting.after_step(after)
         self.lr_schedulers().step()
         if stacked.is_cuda:
             torch.cuda.synchronize(stacked.device)  # host time must cover the device work it launched

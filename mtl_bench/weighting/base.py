@@ -28,22 +28,20 @@ class Weighting(nn.Module):
     """
 
     kind = "loss"
+    needs_losses_after_step = False  # True: the system calls ``after_step`` with the same batches' losses re-computed
 
     def __init__(self, tasks: list[str], **opts: object) -> None:
         super().__init__()
         if opts:
             raise UserError(
-                f"weighting {self.name!r} got unknown options {sorted(opts)}; "
-                f"it takes {self.option_names() or 'none'}"
+                f"weighting {self.name!r} got unknown options {sorted(opts)}; it takes {self.option_names() or 'none'}"
             )
         self.tasks = sorted(tasks)
         self.shared: list[nn.Parameter] = []  # plain lists: these parameters belong to the model, not to us
         self.specific: list[nn.Parameter] = []
         self.last_shared: list[nn.Parameter] = []
 
-    def bind(
-        self, shared: list[nn.Parameter], specific: list[nn.Parameter], last_shared: list[nn.Parameter]
-    ) -> None:
+    def bind(self, shared: list[nn.Parameter], specific: list[nn.Parameter], last_shared: list[nn.Parameter]) -> None:
         """The model's trainable parameters: shared by several tasks, specific to one task (heads included), and
         those of the last shared layer (GradNorm's W)."""
         if self.kind == "gradient" and not shared:
@@ -90,3 +88,7 @@ class Weighting(nn.Module):
 
     def on_epoch_end(self, epoch_losses: dict[str, float]) -> None:
         """Called once per training epoch with each task's mean loss (for history-based methods)."""
+
+    def after_step(self, losses: dict[str, Tensor]) -> None:
+        """Called after the optimiser step, when ``needs_losses_after_step``, with each task's loss on the batch of
+        the step just taken, re-computed without a graph by the updated model (FAMO's reference update)."""

@@ -4,10 +4,15 @@ The weights change once per epoch, from each task's mean training loss over the 
 
     w_t(e) = T * softmax_t(r_t / temperature),   r_t = L_t(e-1) / L_t(e-2)
 
-so a task whose loss fell more slowly gets more weight; ``w_t = 1`` for the first two epochs (no history yet), and
-again for two epochs after an epoch in which some task had no batch. Option ``temperature`` (default 2, as in the
-paper and LibMTL). The loss history is a buffer, so a resumed run keeps it. Under DDP the system averages each
-step's losses over the processes first, so every process computes the same weights.
+so a task whose loss fell more slowly gets more weight; the weights sum to T (the number of tasks), and
+``w_t = 1`` for the first two epochs (no history yet). All of this is the paper's rule and that of the authors'
+code (github.com/lorenmt/mtan) and LibMTL, with their temperature 2 as the default of option ``temperature``.
+
+Where ours goes beyond or differs from the reference, none of which changes a run in which every task has a batch
+every epoch: after an epoch in which some task had no batch, the weights are 1 again for two epochs (the reference
+has no such case); ``L_t(e)`` is the mean of the per-step losses (averaged over the processes under DDP), as in the
+authors' code, where LibMTL weights each batch by its size (the two differ only through a short last batch).
+The loss history is a buffer, so a resumed run keeps it; every process computes the same weights.
 """
 
 from __future__ import annotations

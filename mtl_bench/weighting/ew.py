@@ -1,4 +1,9 @@
-"""Equal weighting: the plain sum of task losses, the baseline every other method must beat."""
+"""Equal weighting: the plain sum of task losses, the baseline every other method must beat.
+
+Every weight is 1, so the objective is ``sum_t L_t``: LibMTL's ``EW`` and Nash-MTL's and FAMO's linear
+scalarisation (``ls``) do the same. Some papers average instead (weights 1/T); with Adam(W) the two differ only
+through Adam's epsilon and gradient clipping. No options.
+"""
 
 from __future__ import annotations
 

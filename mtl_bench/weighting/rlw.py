@@ -5,10 +5,13 @@ Every step draws fresh weights
 
     w = softmax(lambda),   lambda ~ N(0, I_T)
 
-so they lie on the simplex and sum to 1 over all tasks (as in the paper and LibMTL; not scaled by T, so the summed
-loss is about 1/T of equal weighting's). The draw uses torch's global CPU generator, so ``seed_everything`` makes a
-run reproducible and the weights do not depend on the device. All T weights are drawn every step, even when a task
-has no batch, so the random stream does not depend on which tasks are present. No options.
+so they lie on the simplex and sum to 1 over all tasks: the paper's default distribution (it also studies uniform,
+Dirichlet and Bernoulli draws) and exactly LibMTL's and Nash-MTL's code (``softmax(torch.randn(T))``). They are not
+scaled by T, so the summed loss is about 1/T of equal weighting's; with Adam(W) that changes little, with gradient
+clipping or SGD it acts like a smaller learning rate, as it does in the reference. The draw uses torch's global CPU
+generator (as the reference does), so ``seed_everything`` makes a run reproducible and the weights do not depend on
+the device. All T weights are drawn every step, even when a task has no batch, so the random stream does not
+depend on which tasks are present (the present tasks' weights then sum to less than 1). No options.
 """
 
 from __future__ import annotations
