@@ -1,6 +1,8 @@
 """Gradient-based weightings: DB-MTL and the TorchJD aggregators, on losses linear in the shared parameters so the
 Jacobian is known exactly."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -43,9 +45,14 @@ def test_extra_is_added_to_the_aggregated_gradient():
     assert theta.grad.tolist() == pytest.approx([2.8, 3.4])
 
 
+TORCHJD_PATH = ("graddrop", "gradvac", "fairgrad", "nashmtl")  # aggregated by TorchJD itself (jac_to_grad)
+
+
 @pytest.mark.parametrize("name", sorted(AGGREGATORS))
-def test_grad_equals_the_torchjd_aggregator_on_the_stacked_jacobian(name):
-    """Two shared tensors (the Jacobian is split across them) and three tasks."""
+def test_grad_is_the_update_of_the_whole_jacobian_split_across_parameters(name):
+    """Two shared tensors (the Jacobian is split across them) and three tasks: the update equals the aggregation of
+    the stacked Jacobian (TorchJD's aggregator for the methods it runs, ours on one tensor for the float64 ones),
+    and the task-specific head gets the plain gradient."""
     rows = torch.tensor([[1.0, 0.0, 2.0, -1.0], [-0.5, 1.0, 0.0, 0.5], [0.3, -2.0, 1.0, 1.0]])
     tasks = ["t0", "t1", "t2"]
     weighting = WEIGHTINGS.get(name)(tasks)
@@ -59,7 +66,10 @@ def test_grad_equals_the_torchjd_aggregator_on_the_stacked_jacobian(name):
     jacobian = rows.clone()
     jacobian[0] *= 2.0  # d(head * L0)/d(shared) at head = 2
     torch.manual_seed(3)
-    expected = AGGREGATORS[name].build(3, **AGGREGATORS[name].defaults)(jacobian)
+    if name in TORCHJD_PATH:
+        expected = AGGREGATORS[name].build(3, **AGGREGATORS[name].defaults)(jacobian)
+    else:
+        expected = linear_step(name, list(jacobian)).grad
     assert torch.cat([first.grad, second.grad.flatten()]).tolist() == pytest.approx(expected.tolist(), abs=1e-5)
     assert float(head.grad) == pytest.approx(float(rows[0, :2].sum() + rows[0, 2:].sum()))  # plain gradient
 
@@ -73,21 +83,29 @@ def test_grad_accumulates_into_an_existing_grad():
     assert theta.grad.tolist() == pytest.approx([10.0 + 0.75, 20.0 + 0.5])
 
 
-def test_a_missing_solver_names_the_pip_command(monkeypatch):
+def test_missing_packages_name_the_command_that_installs_them(monkeypatch):
+    """The hint is a torchjd command (``pip install "mtl-bench[...]"`` does nothing for a checkout install)."""
     import torchjd._mixins
 
     real = torchjd._mixins.find_spec
-    monkeypatch.setattr(torchjd._mixins, "find_spec", lambda name: None if name == "cvxpy" else real(name))
+    missing = set()
+    monkeypatch.setattr(torchjd._mixins, "find_spec", lambda name: None if name in missing else real(name))
+    missing.add("cvxpy")
     for name in ("nashmtl", "cagrad"):
-        with pytest.raises(UserError, match=r'pip install "mtl-bench\[solvers\]"'):
+        with pytest.raises(UserError, match=re.escape('pip install "torchjd[cagrad,nash-mtl]>=0.18,<0.19"')):
             WEIGHTINGS.get(name)(["a", "b"])
+    missing.update({"quadprog", "qpsolvers"})
+    for name in ("upgrad", "dualproj"):
+        with pytest.raises(UserError, match=re.escape('pip install "torchjd[quadprog-projector]>=0.18,<0.19"')):
+            WEIGHTINGS.get(name)(["a", "b"], reg_eps=1e-4)  # TorchJD's projector needs quadprog
+        WEIGHTINGS.get(name)(["a", "b"])  # the exact projection (the default) does not
 
 
 def test_bad_option_values_are_user_errors():
     with pytest.raises(UserError, match="alignedmtl"):
         WEIGHTINGS.get("alignedmtl")(["a", "b"], scale_mode="max")
-    with pytest.raises(UserError, match="mgda"):
-        WEIGHTINGS.get("mgda")(["a", "b"], epsilon=-1.0)
+    with pytest.raises(UserError, match="cagrad"):
+        WEIGHTINGS.get("cagrad")(["a", "b"], c=-1.0)
     assert WEIGHTINGS.get("cagrad")(["a", "b"], c=0.2).options["c"] == 0.2
 
 
