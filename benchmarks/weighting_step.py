@@ -6,6 +6,9 @@ Every method trains the same model from the same initial weights on the same pre
 step): forward, the method's backward, gradient clipping and an AdamW step. Methods run interleaved, ``--repeats``
 rounds in an order rotating each round, and each method's median step time is divided by ew's. Targets: loss-based
 methods at most 1.1x; methods that need per-task gradients at most (T+1)x for T tasks.
+
+``torchjd:NAME`` (e.g. ``--only ew,mgda,torchjd:mgda,imtlg,torchjd:imtlg``) times TorchJD's own float32 aggregator
+for NAME in the same harness: the cost of our float64 / exact solves (``mtl_bench/weighting/exact.py``) against it.
 """
 
 from __future__ import annotations
@@ -27,13 +30,35 @@ from mtl_bench.tasks.catalog import suite_tasks
 from mtl_bench.training.fit import quiet_libraries
 from mtl_bench.training.system import bind_weighting
 from mtl_bench.weighting import WEIGHTINGS
+from mtl_bench.weighting.jacobian import AggregatorSpec, JacobianWeighting
+
+TORCHJD = {
+    "mgda": "MGDA",
+    "imtlg": "IMTLG",
+    "upgrad": "UPGrad",
+    "dualproj": "DualProj",
+    "config": "ConFIG",
+    "pcgrad": "PCGrad",
+    "alignedmtl": "AlignedMTL",
+}
+
+
+def make_weighting(name: str, tasks: list[str]):
+    """The registered weighting, or for ``torchjd:NAME`` one running TorchJD's aggregator (its defaults)."""
+    if not name.startswith("torchjd:"):
+        return WEIGHTINGS.get(name)(tasks)
+    import torchjd.aggregation
+
+    cls = getattr(torchjd.aggregation, TORCHJD[name.removeprefix("torchjd:")])
+    spec = AggregatorSpec(lambda num_tasks: cls(), weighted=False)
+    return type(name, (JacobianWeighting,), {"spec": spec, "registry_name": name})(tasks)
 
 
 def step_time(name: str, model, initial, tasks, batches, cfg, warmup: int) -> float:
     """Seconds per step of ``name`` over ``batches`` after ``warmup`` untimed steps."""
     model.load_state_dict(initial)
     L.seed_everything(0, verbose=False)
-    weighting = WEIGHTINGS.get(name)(sorted(tasks))
+    weighting = make_weighting(name, sorted(tasks))
     bind_weighting(weighting, model)
     params = [p for p in [*model.parameters(), *weighting.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -80,11 +105,13 @@ def main() -> None:
     num_tasks = len(prepared.tasks)
     ew = statistics.median(times["ew"])
     params = sum(p.numel() for p in model.parameters())
-    print(f"profile={args.profile} params={params:,} tasks={num_tasks} batch={cfg.train.batch_size}/task "
-          f"threads={torch.get_num_threads()} steps={args.steps} repeats={args.repeats}")
+    print(
+        f"profile={args.profile} params={params:,} tasks={num_tasks} batch={cfg.train.batch_size}/task "
+        f"threads={torch.get_num_threads()} steps={args.steps} repeats={args.repeats}"
+    )
     print(f"{'method':<12} {'kind':<9} {'ms/step':>9} {'x ew':>6} {'target':>7}  ok")
     for name in names:
-        kind = WEIGHTINGS.get(name).kind
+        kind = "gradient" if name.startswith("torchjd:") else WEIGHTINGS.get(name).kind
         target = 1.1 if kind == "loss" else num_tasks + 1.0
         ratio = statistics.median(times[name]) / ew
         mark = "yes" if ratio <= target else "NO"
