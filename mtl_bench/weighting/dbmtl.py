@@ -8,11 +8,17 @@ Two balancing steps per training step:
    ``beta_k = beta / k^beta_sigma`` at step ``k`` (from 1),
 
        h_t <- beta_k * h_t + (1 - beta_k) * g_t          (EMA, h_t = 0 before the task's first step)
-       grad = sum_t (max_s ||h_s|| / ||h_t||) * h_t      (every task scaled to the largest norm)
+       grad = sum_t (max_s ||h_s|| / (||h_t|| + eps)) * h_t      (every task scaled to the largest norm)
 
 Task-specific parameters get the plain gradient of ``sum_t log(L_t + eps)``; the sharing's ``extra`` term is added
 to every gradient. Options ``beta`` (default 0.9) and ``beta_sigma`` (default 0), LibMTL's command-line defaults
 (its ``DB_MTL`` has no defaults of its own), so ``beta_k`` is a constant 0.9.
+
+Reference: LibMTL's ``DB_MTL`` (the authors' code), which this matches step for step, eps included and the
+task-specific gradients too (LibMTL's per-task backward reaches each task's own head with its log-loss gradient);
+``tests/weighting/test_gradient_parity_stateful.py`` checks it against a float64 implementation over several steps.
+One extension LibMTL lacks: a task without a batch in a step keeps its EMA unchanged and is left out of that step's
+sum, while ``k`` counts every step.
 
 Cost: one ``autograd.grad`` per task over the shared parameters (``backward_passes`` = T) and T EMA tensors the size
 of the shared parameters. The EMA and the step count are saved in checkpoints (``get_extra_state``; that adds T
