@@ -1,67 +1,25 @@
 """``mtl-bench compare``: run a grid of configurations over several seeds and tabulate them side by side.
 
 Each cell x seed is an ordinary run (results.json, checkpoint, an MLflow child run under one parent run) in
-``DIR/runs/<cell>/seed<k>``; a rerun skips every run whose results.json exists for the same resolved config.
+``DIR/runs/<cell>/seed<k>``; a rerun skips every run whose results.json exists for the same resolved config, and
+continues a run that was stopped (SIGTERM, SIGINT, a crash) from its last epoch checkpoint, in the same MLflow run,
+as ``run --resume`` does; so the command that continues a stopped compare is the same command.
 Single-task cells run first, so every other run of the same seed finds its baseline for Delta-p / Delta-m.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
 
-from mtl_bench.config.load import build_config
+from mtl_bench.config.grid import STRATEGY_KEYS, parse_grid, plan  # config work only: cli.py checks a grid first
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
 from mtl_bench.training.run import check_writable, run, validate
-
-STRATEGIES = ("sharing", "fusion", "weighting")
-
-
-def parse_grid(items: list[str]) -> dict[str, list[str]]:
-    """``["sharing=hard,soft", "model.dim=64,128"]`` -> {"sharing.name": ["hard", "soft"], "model.dim": [...]}."""
-    grid: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, values = item.partition("=")
-        choices = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key.strip() or not choices:
-            raise UserError(f"--grid {item!r}: expected KEY=V1,V2,... e.g. --grid sharing=hard,soft")
-        key = key.strip()
-        key = f"{key}.name" if key in STRATEGIES else key
-        if key in grid:
-            raise UserError(f"--grid {item!r}: {key} is given twice")
-        grid[key] = choices
-    return grid
-
-
-STRATEGY_KEYS = {f"{part}{suffix}" for part in ("sharing", "fusion", "weighting") for suffix in ("", ".name")}
-
-
-def cell_name(assignment: dict[str, str]) -> str:
-    """A folder-safe name of a cell: its grid values joined, e.g. ``hard-early-ew``."""
-    return "-".join(str(v).replace("/", "_") for v in assignment.values()) or "default"
-
-
-def plan(
-    suite: str, grid: dict[str, list[str]], seeds: int, profile: str, sets: list[str], config_file: str | None
-) -> list[tuple[str, RunConfig]]:
-    """Every (cell name, resolved config) of the grid x seeds, single-task cells first; all validated up front."""
-    if seeds < 1:
-        raise UserError(f"--seeds {seeds}: expected at least 1")
-    keys = list(grid)
-    runs = []
-    for values in itertools.product(*grid.values()):
-        assignment = dict(zip(keys, values, strict=True))
-        cell_sets = [*sets, *(f"{k}={v}" for k, v in assignment.items())]
-        for seed in range(seeds):
-            cfg = build_config(suite, profile, flags={"seed": seed}, sets=cell_sets, config_file=config_file)
-            runs.append((cell_name(assignment), cfg))
-    runs.sort(key=lambda item: item[1].sharing.name != "single-task")  # stable: grid order otherwise
-    return runs
+from mtl_bench.training.signals import Stopped, handle_stops, later
 
 
 def _done(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
@@ -75,6 +33,36 @@ def _done(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
     except ValueError:
         return None
     return results if same else None
+
+
+def _stopped_midway(path: Path, cfg: RunConfig) -> bool:
+    """Whether ``path`` holds an unfinished run of the same config with an epoch checkpoint to continue from."""
+    from mtl_bench.training.resume import CHECKPOINTS, LAST, RESULTS, resume_point
+
+    if (path / RESULTS).exists() or not (path / CHECKPOINTS / f"{LAST}.ckpt").is_file():
+        return False
+    try:
+        resume_point(cfg.model_dump(mode="json"), path)
+    except UserError:  # other settings, or no run-state.json: start that run again
+        return False
+    return True
+
+
+def _describe_stop(stop: Stopped, index: int, total: int, cell: str | None, seed: int) -> None:
+    """Which run was training, and that the same command continues: finished runs are reused, the stopped one
+    resumes after its last finished epoch (or starts again when it had none)."""
+    if cell is None:
+        stop.where, how = "after all runs finished, while writing the tables", f"all {total} runs are reused"
+    elif stop.epochs is None:  # between two runs
+        stop.where = f"at run {index} of {total} ({cell}, seed {seed}), outside its training"
+        how = "finished runs are reused"
+    else:
+        done = stop.epochs[0]
+        stop.where = f"in run {index} of {total} ({cell}, seed {seed}) {stop.where}"
+        how = "finished runs are reused, " + (f"this one continues after epoch {done}" if done else
+                                              "this one starts again")
+    stop.advice = f"continue with the same command ({how})"
+    stop.add_resume = False
 
 
 def _parent(uri: str, suite: str, out: Path) -> Any:
@@ -104,7 +92,28 @@ def compare(
     submit: bool = False,
 ) -> tuple[Any, list[Path]]:
     """Run (or reuse) every cell x seed, then write compare.csv / compare.md / compare.png into the output dir;
-    with ``submit``, also one leaderboard submission per cell (all its seeds) as ``submissions/<cell>.json``."""
+    with ``submit``, also one leaderboard submission per cell (all its seeds) as ``submissions/<cell>.json``.
+
+    SIGTERM or SIGINT raises ``Stopped`` naming the run (cell, seed) that was training; the parent MLflow run and
+    that run's are marked KILLED.
+    """
+    with handle_stops():
+        return _compare(suite, grid_items, seeds, profile, sets, config_file, output_dir, tracking_uri,
+                        baselines_dir, submit)
+
+
+def _compare(
+    suite: str,
+    grid_items: list[str],
+    seeds: int,
+    profile: str,
+    sets: list[str] | None,
+    config_file: str | None,
+    output_dir: str | Path | None,
+    tracking_uri: str | None,
+    baselines_dir: str | Path | None,
+    submit: bool,
+) -> tuple[Any, list[Path]]:
     from mtl_bench.results.table import compare_frame, write_compare
     from mtl_bench.tracking.tracker import default_tracking_uri
 
@@ -115,38 +124,50 @@ def compare(
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or default_tracking_uri()
-    parent = _parent(uri, suite, out)
+    with later():  # the parent run and compare_run.json exist together
+        parent = _parent(uri, suite, out)
     root = Path(baselines_dir) if baselines_dir is not None else None
     collected = []
     cell_of: dict[int, str] = {}  # id(results) -> its grid cell
     cell_dirs: dict[str, list[Path]] = {}
+    index, cell, seed = 0, "", 0  # the run in progress, for the line a stop signal prints
     try:
         for index, (cell, cfg) in enumerate(runs, start=1):
-            path = out / "runs" / cell / f"seed{cfg.seed}"
+            seed, path = cfg.seed, out / "runs" / cell / f"seed{cfg.seed}"
             cell_dirs.setdefault(cell, []).append(path)
             results = _done(path, cfg)
-            status = "done before, reused" if results is not None else "running"
+            midway = results is None and _stopped_midway(path, cfg)
+            status = "running"
+            if results is not None:
+                status = "done before, reused"
+            elif midway:
+                status = "continuing from its last epoch checkpoint"
             print(f"[{index}/{len(runs)}] {cell} seed {cfg.seed}: {status}", flush=True)
             if results is None:
-                results = run(cfg, path, uri, root, parent_run_id=parent.run_id)
+                results = run(cfg, path, uri, root, parent_run_id=parent.run_id, resume=midway)
             collected.append(results)
             cell_of[id(results)] = cell
+        cell = None  # every run finished: the tables are being written
+        for results in collected:  # runs made before their baseline existed get their delta now
+            if results.get("delta") is None and (found := baselines.load(results, root)) is not None:
+                results["delta"] = baselines.delta_against(results, *found)
+        # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
+        by_strategy = set(parse_grid(grid_items)) <= STRATEGY_KEYS
+        frame = compare_frame(collected) if by_strategy else compare_frame(collected, label=lambda r: cell_of[id(r)])
+        written = write_compare(frame, out)
+        if submit:
+            from mtl_bench.leaderboard.submission import make_submission, write_submission
+
+            for name, dirs in cell_dirs.items():
+                written.append(write_submission(out / "submissions" / f"{name}.json", make_submission(dirs)))
+        for path in written:
+            parent.log_artifact(path)
+    except Stopped as stop:
+        parent.finish("KILLED")
+        _describe_stop(stop, index, len(runs), cell, seed)
+        raise
     except BaseException:
         parent.finish("KILLED")
         raise
-    for results in collected:  # runs made before their baseline existed get their delta now
-        if results.get("delta") is None and (found := baselines.load(results, root)) is not None:
-            results["delta"] = baselines.delta_against(results, *found)
-    # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
-    by_strategy = set(parse_grid(grid_items)) <= STRATEGY_KEYS
-    frame = compare_frame(collected) if by_strategy else compare_frame(collected, label=lambda r: cell_of[id(r)])
-    written = write_compare(frame, out)
-    if submit:
-        from mtl_bench.leaderboard.submission import make_submission, write_submission
-
-        for cell, dirs in cell_dirs.items():
-            written.append(write_submission(out / "submissions" / f"{cell}.json", make_submission(dirs)))
-    for path in written:
-        parent.log_artifact(path)
     parent.finish("FINISHED")
     return frame, written

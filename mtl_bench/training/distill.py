@@ -18,18 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_bench.config.load import apply_set, deep_merge, parse_set, profile_overrides, validate
-from mtl_bench.config.schema import RunConfig
+from mtl_bench.config.student import STUDENTS, check_distill, student_config  # noqa: F401  (STUDENTS: re-exported)
 from mtl_bench.data.batches import TaskData, to_float_pixels
-from mtl_bench.errors import UserError
 from mtl_bench.results.io import write_json_atomic, write_text_atomic
 from mtl_bench.tasks.base import TaskType
-
-# Student sizes: model settings laid over the teacher's (fewer layers and less width).
-STUDENTS: dict[str, dict[str, Any]] = {
-    "small": {"dim": 64, "heads": 2, "image_channels": [16, 32]},
-    "tiny": {"dim": 32, "heads": 2, "image_channels": [8, 16]},
-}
+from mtl_bench.training.signals import Stopped, handle_stops, later
 
 
 @dataclass(frozen=True)
@@ -56,26 +49,6 @@ class DistilledTask:
         d.teacher.eval()  # Lightning puts every submodule in train mode at each epoch; the teacher stays in eval
         kd = self.task.distill_loss(model, d.teacher, batch, d.temperature)
         return d.alpha * kd + (1 - d.alpha) * self.task.loss(model, batch)
-
-
-def student_config(teacher: RunConfig, size: str, profile: str | None, sets: list[str]) -> RunConfig:
-    """The teacher's config with the student's model size, the profile's training settings and ``--set``s.
-
-    The data settings stay the teacher's: a student must learn and be tested on the teacher's data.
-    """
-    if size not in STUDENTS:
-        raise UserError(f"--student {size!r}: expected one of {', '.join(STUDENTS)}")
-    raw = teacher.model_dump(mode="json")
-    raw["model"] = raw["model"] | STUDENTS[size] | {"init_from": None}
-    if profile is not None:
-        raw = deep_merge(raw, {"train": profile_overrides(profile).get("train", {})}) | {"profile": profile}
-    for item in sets:
-        path, value = parse_set(item)
-        raw = apply_set(raw, path, value, item)
-    cfg = validate(raw, "--set" if sets else "student config")
-    if cfg.data != teacher.data:
-        raise UserError("distill: --set may not change data.* settings (the student learns on the teacher's data)")
-    return cfg
 
 
 def _batch(data: TaskData, size: int) -> dict[str, Any]:
@@ -153,23 +126,48 @@ def distill(
     alpha: float = 0.5,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Train the plain and the distilled student, measure all three models, write distill.json and distill.md."""
+    """Train the plain and the distilled student, measure all three models, write distill.json and distill.md.
+
+    SIGTERM or SIGINT raises ``Stopped`` naming the student that was training (its MLflow run is marked KILLED).
+    distill does not resume: the same command trains both students again from the start.
+    """
+    phase = ["before training the students"]  # what was going on, for the line a stop signal prints
+    with handle_stops():
+        try:
+            return _distill(teacher_dir, student, profile, sets, output_dir, temperature, alpha, tracking_uri, phase)
+        except Stopped as stop:
+            stop.where = f"{phase[0]}{' ' + stop.where if stop.where else ''}"
+            stop.advice, stop.add_resume = "distill cannot resume; rerunning trains both students again", False
+            raise
+
+
+def _distill(
+    teacher_dir: str | Path,
+    student: str,
+    profile: str | None,
+    sets: list[str] | None,
+    output_dir: str | Path | None,
+    temperature: float,
+    alpha: float,
+    tracking_uri: str | None,
+    phase: list[str],
+) -> dict[str, Any]:
     from mtl_bench.training.predictions import load_run_model
     from mtl_bench.training.run import run
 
-    if not 0 <= alpha <= 1 or temperature <= 0:
-        raise UserError(f"distill: expected --alpha in [0, 1] and --temperature > 0, got {alpha} and {temperature}")
     teacher_dir = Path(teacher_dir)
     results_file = teacher_dir / "results.json"
-    if not results_file.is_file():
-        raise UserError(f"--teacher {teacher_dir}: no results.json (expected a finished `mtl-bench run` folder)")
+    check_distill(teacher_dir, student, profile, sets or [], temperature, alpha)  # every bad input, before loading
     teacher_cfg, prepared, teacher = load_run_model(teacher_dir)
     cfg = student_config(teacher_cfg, student, profile, sets or [])
     out = Path(output_dir) if output_dir else teacher_dir.parent / f"distill-{student}"
+    phase[0] = "while training the plain student (1 of 2),"
     plain = run(cfg, out / "student", tracking_uri=tracking_uri, baselines_dir=out / "baselines")
     settings = Distillation(teacher.requires_grad_(False), temperature, alpha)
+    phase[0] = "while training the distilled student (2 of 2),"
     distilled = run(cfg, out / "distilled", tracking_uri=tracking_uri, baselines_dir=out / "baselines",
                     distill=settings)
+    phase[0] = "after both students were trained, while measuring them"
     _, _, student_model = load_run_model(out / "distilled")
     test = {name: s["test"] for name, s in prepared.splits.items()}
     models = {"teacher": teacher, "student": student_model}
@@ -179,6 +177,7 @@ def distill(
     summary = report(json.loads(results_file.read_text()), plain, distilled, latency)
     summary |= {"teacher": str(teacher_dir), "student": student, "temperature": temperature, "alpha": alpha,
                 "threads": torch.get_num_threads(), "output_dir": str(out)}
-    write_json_atomic(out / "distill.json", summary)
-    write_text_atomic(out / "distill.md", markdown(summary))
+    with later():  # distill.json and distill.md together
+        write_json_atomic(out / "distill.json", summary)
+        write_text_atomic(out / "distill.md", markdown(summary))
     return summary

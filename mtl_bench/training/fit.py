@@ -28,6 +28,7 @@ from mtl_bench.training.predictions import test_predictions, write_predictions
 from mtl_bench.training.provenance import peak_memory_mb, provenance
 from mtl_bench.training.resume import RunState, last_checkpoint, open_run
 from mtl_bench.training.run import check_free_space, checkpoint_bytes
+from mtl_bench.training.signals import Stopped, check, fitting, later, stop_callbacks
 from mtl_bench.training.system import SCORE, MultiTaskSystem, selection_score
 from mtl_bench.weighting import WEIGHTINGS
 
@@ -147,13 +148,16 @@ def fit_and_test(
     check_free_space(out, need, "this run's checkpoints (best, last and one being written)")
     logger, run_state = EpochMetricsLogger(None), RunState(cfg.seed)
     trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic,
-                           [*(callbacks or []), run_state, last_checkpoint(out)], use_distributed_sampler=False)
+                           [*(callbacks or []), run_state, last_checkpoint(out), *stop_callbacks()],
+                           use_distributed_sampler=False)
     # Under DDP only now is it known which process is rank 0: it alone opens (or reopens) the MLflow run.
-    tracker = open_run(trainer.is_global_zero, config, out, tracking_uri, tags, prepared.fingerprint, resume_from)
+    with later(check=False):  # a stop signal waits for the MLflow run and run-state.json: `fitting` raises it
+        tracker = open_run(trainer.is_global_zero, config, out, tracking_uri, tags, prepared.fingerprint, resume_from)
     logger.tracker, uri = tracker, tracker.tracking_uri
     try:
         start = time.perf_counter()
-        trainer.fit(system, datamodule=datamodule, ckpt_path=resume_from.checkpoint if resume_from else None)
+        with fitting(trainer):  # SIGTERM / SIGINT stop training at the end of the current batch (signals.py)
+            trainer.fit(system, datamodule=datamodule, ckpt_path=resume_from.checkpoint if resume_from else None)
         train_seconds = time.perf_counter() - start + run_state.seconds_before
         trainer.test(system, datamodule=datamodule, ckpt_path="best", verbose=False)
         leave_process_group()  # DDP: the others are done; rank 0 evaluates and writes alone
@@ -164,63 +168,67 @@ def fit_and_test(
         main = {name: system.test_scores[name][task.spec.main_score] for name, task in prepared.tasks.items()}
         robust = robustness(system.model, prepared.tasks, test_data, 2 * cfg.train.batch_size, main)
         predictions = test_predictions(system.model, prepared.tasks, test_data, 2 * cfg.train.batch_size)
-    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
-        tracker.finish("KILLED")
+    except (Stopped, KeyboardInterrupt, SystemExit) as exc:  # without our handlers (a sweep's trial) Lightning
+        tracker.finish("KILLED")  # turns Ctrl-C into a shutdown and sys.exit(1), SIGTERM into SystemExit
+        if isinstance(exc, Stopped):
+            exc.resumable = True
         raise
     except BaseException:
         tracker.finish("FAILED")
         raise
-    scores = [selection_score(h, prepared.tasks) for h in system.val_history]
-    best_epoch = max(range(len(scores)), key=scores.__getitem__)
-    device = str(next(system.model.parameters()).device) if accelerator == "cpu" else f"cuda:{trainer.local_rank}"
-    params = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in weighting.parameters())
-    trainable = sum(p.numel() for p in [*model.parameters(), *weighting.parameters()] if p.requires_grad)
-    results = Results(
-        suite=cfg.suite,
-        suite_version=get_suite(cfg.suite).version,
-        seed=cfg.seed,
-        profile=cfg.profile,
-        config=config,
-        data_fingerprint=prepared.fingerprint,
-        tasks=_task_results(prepared, system, best_epoch),
-        cost=Cost(
-            params=params,
-            trainable_params=trainable,
-            train_seconds=round(train_seconds, 3),
-            samples_per_second=round(system.samples_seen / train_seconds, 2),
-            peak_memory_mb=round(peak_memory_mb(device), 1),
-            steps=trainer.global_step,
-            step_ms=round(1000 * system.step_seconds / max(1, trainer.global_step), 3),
-            backward_passes=weighting.backward_passes(len(prepared.tasks)),
-            flops_per_sample=flops,
-        ),
-        robustness=robust,
-        delta=None,
-        data_report=DataReport(
-            skipped={k: SkippedRows(counts=v.counts, examples=v.examples) for k, v in prepared.skipped.items()},
-            notes=prepared.notes,
-        ),
-        mlflow=MlflowInfo(tracking_uri=uri, run_id=tracker.run_id),
-        provenance=provenance(device, deterministic),
-    ).model_dump(mode="json")
-    results_path = out / "results.json"
-    delta = score_against_baseline(results, results_path, baselines_dir)
-    results["delta"] = None if delta is None else delta.model_dump(mode="json")
-    results = Results.model_validate(results).model_dump(mode="json")
-    predictions_path = write_predictions(out, predictions)  # before results.json, which marks the run as done
-    write_json_atomic(results_path, results)
-    config_path = write_json_atomic(out / "config.json", config)
-    tracker.log_metrics(
-        {f"test/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["metrics"].items()}
-        | {f"trivial/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["trivial_baseline"].items()}
-        | {f"cost/{k}": v for k, v in flatten(results["cost"]).items()}
-        | {f"robustness/{t}/{k}": v for t, drops in robust.items() for k, v in drops.items()}
-        | ({f"delta/{k}": results["delta"][k] for k in ("delta_p", "delta_m")} if delta else {}),
-        step=cfg.train.epochs,
-    )
-    tracker.log_artifact(results_path)
-    tracker.log_artifact(config_path)
-    tracker.log_artifact(predictions_path)
-    tracker.finish("FINISHED")
+    with later(check=False):  # results.json and the FINISHED mark are written together: a stop signal waits
+        scores = [selection_score(h, prepared.tasks) for h in system.val_history]
+        best_epoch = max(range(len(scores)), key=scores.__getitem__)
+        device = str(next(system.model.parameters()).device) if accelerator == "cpu" else f"cuda:{trainer.local_rank}"
+        params = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in weighting.parameters())
+        trainable = sum(p.numel() for p in [*model.parameters(), *weighting.parameters()] if p.requires_grad)
+        results = Results(
+            suite=cfg.suite,
+            suite_version=get_suite(cfg.suite).version,
+            seed=cfg.seed,
+            profile=cfg.profile,
+            config=config,
+            data_fingerprint=prepared.fingerprint,
+            tasks=_task_results(prepared, system, best_epoch),
+            cost=Cost(
+                params=params,
+                trainable_params=trainable,
+                train_seconds=round(train_seconds, 3),
+                samples_per_second=round(system.samples_seen / train_seconds, 2),
+                peak_memory_mb=round(peak_memory_mb(device), 1),
+                steps=trainer.global_step,
+                step_ms=round(1000 * system.step_seconds / max(1, trainer.global_step), 3),
+                backward_passes=weighting.backward_passes(len(prepared.tasks)),
+                flops_per_sample=flops,
+            ),
+            robustness=robust,
+            delta=None,
+            data_report=DataReport(
+                skipped={k: SkippedRows(counts=v.counts, examples=v.examples) for k, v in prepared.skipped.items()},
+                notes=prepared.notes,
+            ),
+            mlflow=MlflowInfo(tracking_uri=uri, run_id=tracker.run_id),
+            provenance=provenance(device, deterministic),
+        ).model_dump(mode="json")
+        results_path = out / "results.json"
+        delta = score_against_baseline(results, results_path, baselines_dir)
+        results["delta"] = None if delta is None else delta.model_dump(mode="json")
+        results = Results.model_validate(results).model_dump(mode="json")
+        predictions_path = write_predictions(out, predictions)  # before results.json, which marks the run as done
+        write_json_atomic(results_path, results)
+        config_path = write_json_atomic(out / "config.json", config)
+        tracker.log_metrics(
+            {f"test/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["metrics"].items()}
+            | {f"trivial/{t}/{m}": v for t, r in results["tasks"].items() for m, v in r["trivial_baseline"].items()}
+            | {f"cost/{k}": v for k, v in flatten(results["cost"]).items()}
+            | {f"robustness/{t}/{k}": v for t, drops in robust.items() for k, v in drops.items()}
+            | ({f"delta/{k}": results["delta"][k] for k in ("delta_p", "delta_m")} if delta else {}),
+            step=cfg.train.epochs,
+        )
+        tracker.log_artifact(results_path)
+        tracker.log_artifact(config_path)
+        tracker.log_artifact(predictions_path)
+        tracker.finish("FINISHED")
+    check(resumable=True)
     return results
 

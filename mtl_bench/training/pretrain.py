@@ -30,6 +30,7 @@ from mtl_bench.models.init_from import FORMAT, backbones, encoder_settings
 from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 from mtl_bench.results.io import write_bytes_atomic, write_json_atomic
 from mtl_bench.tasks.catalog import suite_tasks
+from mtl_bench.training.signals import Stopped, check, epochs_phrase, fitting, handle_stops, later, stop_callbacks
 from mtl_bench.training.system import warmup_cosine
 
 
@@ -136,7 +137,22 @@ def _loaders(sources: dict[str, dict[str, TaskData]], split: str, batch: int, se
 
 def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = None) -> dict[str, Any]:
     """Pre-train, then write ``output_dir/pretrained.pt`` (encoder weights + the settings they fit) and
-    ``output_dir/pretrain.json`` (per-epoch losses, validation Recall@1, temperature, time)."""
+    ``output_dir/pretrain.json`` (per-epoch losses, validation Recall@1, temperature, time).
+
+    SIGTERM or SIGINT stops training at the end of the current batch and raises ``Stopped`` (the MLflow run is
+    marked KILLED). Pre-training keeps no epoch checkpoints, so it does not resume: the same command starts over.
+    """
+    with handle_stops():
+        try:
+            return _pretrain(cfg, Path(output_dir), tracking_uri)
+        except Stopped as stop:
+            if stop.epochs is None:
+                stop.epochs, stop.where = (0, cfg.train.epochs), epochs_phrase(None, cfg.train.epochs)
+            stop.advice = "pretrain keeps no epoch checkpoints and cannot resume; rerunning starts over"
+            raise
+
+
+def _pretrain(cfg: RunConfig, out: Path, tracking_uri: str | None) -> dict[str, Any]:
     from mtl_bench.tracking.tracker import (
         EXPERIMENT_PREFIX,
         EpochMetricsLogger,
@@ -147,7 +163,6 @@ def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = 
     from mtl_bench.training.fit import make_trainer, quiet_libraries
     from mtl_bench.training.run import _trainer_settings, check_writable
 
-    out = Path(output_dir)
     check_writable(out)
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -162,19 +177,26 @@ def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = 
     system = ContrastivePretrainer(encoders, cfg.model.dim, visual, cfg, steps * cfg.train.epochs)
     accelerator, precision, deterministic = _trainer_settings(cfg)
     logger = EpochMetricsLogger(None)
-    trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic,
+    trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic, stop_callbacks(),
                            best_checkpoint=False, enable_checkpointing=False)
     uri = tracking_uri or default_tracking_uri()
-    if trainer.is_global_zero:  # under DDP only rank 0 opens the MLflow run and writes files
-        tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}/pretrain", run_name=out.name)
-        tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": prepared.fingerprint})
-    else:
-        tracker = NullTracker(uri)
+    with later(check=False):  # a stop signal waits for the MLflow run: `fitting` raises it, and the run is marked
+        if trainer.is_global_zero:  # under DDP only rank 0 opens the MLflow run and writes files
+            tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}/pretrain", run_name=out.name)
+            tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": prepared.fingerprint})
+        else:
+            tracker = NullTracker(uri)
     logger.tracker = tracker
     start = time.perf_counter()
     try:
-        trainer.fit(system, _loaders(sources, "train", cfg.train.batch_size, cfg.seed, True),
-                    _loaders(sources, "validation", 2 * cfg.train.batch_size, 0, False))
+        with fitting(trainer):  # SIGTERM / SIGINT stop at the end of the current batch (signals.py)
+            trainer.fit(system, _loaders(sources, "train", cfg.train.batch_size, cfg.seed, True),
+                        _loaders(sources, "validation", 2 * cfg.train.batch_size, 0, False))
+    except Stopped as stop:
+        tracker.finish("KILLED")
+        done = trainer.fit_loop.epoch_progress.current.completed
+        stop.epochs, stop.where = (done, cfg.train.epochs), epochs_phrase(done, cfg.train.epochs)
+        raise
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -191,11 +213,18 @@ def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = 
         "pairs": {n: {sp: len(d) for sp, d in s.items()} for n, s in sources.items()},
         "history": system.history, "checkpoint": str(out / "pretrained.pt"), "mlflow_run_id": tracker.run_id,
     }
-    if trainer.global_rank == 0:
-        buffer = io.BytesIO()
-        torch.save(ckpt, buffer)
-        write_bytes_atomic(out / "pretrained.pt", buffer.getvalue())
-        write_json_atomic(out / "pretrain.json", summary)
-        tracker.log_artifact(out / "pretrain.json")
-    tracker.finish("FINISHED")
+    with later(check=False):  # pretrained.pt, pretrain.json and the FINISHED mark: all of them, or the stop first
+        if trainer.global_rank == 0:
+            buffer = io.BytesIO()
+            torch.save(ckpt, buffer)
+            write_bytes_atomic(out / "pretrained.pt", buffer.getvalue())
+            write_json_atomic(out / "pretrain.json", summary)
+            tracker.log_artifact(out / "pretrain.json")
+        tracker.finish("FINISHED")
+    try:
+        check()
+    except Stopped as stop:
+        stop.epochs = (cfg.train.epochs, cfg.train.epochs)
+        stop.where = f"{epochs_phrase(cfg.train.epochs, cfg.train.epochs)} (finished: {out / 'pretrained.pt'})"
+        raise
     return summary

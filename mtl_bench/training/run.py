@@ -22,6 +22,7 @@ from mtl_bench.sharing import SHARINGS
 from mtl_bench.tasks.catalog import suite_tasks
 from mtl_bench.training.distributed import check_strategy
 from mtl_bench.training.failures import RunFailed, explain
+from mtl_bench.training.signals import Stopped, epochs_phrase, handle_stops
 from mtl_bench.weighting import WEIGHTINGS
 
 
@@ -103,15 +104,60 @@ def run(
 
     ``resume``: continue the run in ``output_dir`` from its last epoch checkpoint, in the same MLflow run
     (``training/resume.py``); a finished run is not run again: its results are returned. Under DDP, processes other
-    than rank 0 return ``{}``. A NaN loss or running out of GPU memory raises ``RunFailed`` with one line.
+    than rank 0 return ``{}``. A NaN loss or running out of GPU memory raises ``RunFailed`` with one line; SIGTERM or
+    SIGINT raises ``Stopped`` (``training/signals.py``), saying after which epoch and how to continue (``--resume``).
 
     ``callbacks``: extra Lightning callbacks for the Trainer (a sweep's pruning callback); none by default.
     ``distill``: a ``training.distill.Distillation`` (teacher, temperature, weight) to train this run as a student.
     """
+    out = Path(output_dir) if output_dir is not None else default_output_dir(cfg)
+    with handle_stops():
+        try:
+            return _run(cfg, out, tracking_uri, baselines_dir, parent_run_id, callbacks, distill, resume)
+        except Stopped as stop:
+            stop.resumable = stop.resumable or resume
+            describe_stop(stop, out, cfg.train.epochs)
+            raise
+
+
+def last_finished_epoch(out: Path) -> int | None:
+    """The epochs ``out/checkpoints/last.ckpt`` holds (what ``--resume`` continues after), None without one."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:  # mmap: only the few bytes of the counter are read, however large the model
+        return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    except Exception:  # unreadable: then it is not something to resume from
+        return None
+
+
+def describe_stop(stop: Stopped, out: Path, epochs: int) -> None:
+    """Fill in after which epoch ``stop`` came and how to go on; a run whose folder holds no checkpoint of its own
+    yet starts again (a fresh run clears the folder's old checkpoints only once training is about to start)."""
+    if stop.epochs is not None:  # set by an inner layer
+        return
+    done = last_finished_epoch(out) if stop.resumable else None
+    stop.epochs = (done or 0, epochs)
+    stop.where = epochs_phrase(done, epochs)
+    if (out / "results.json").is_file() and stop.resumable:
+        stop.where += f" (the run had finished: {out / 'results.json'})"
+    if done:
+        stop.advice, stop.add_resume = "continue with", True
+
+
+def _run(
+    cfg: RunConfig,
+    out: Path,
+    tracking_uri: str | None,
+    baselines_dir: str | Path | None,
+    parent_run_id: str | None,
+    callbacks: list[Any] | None,
+    distill: Any,
+    resume: bool,
+) -> dict[str, Any]:
     from mtl_bench.training.fit import fit_and_test  # heavy imports (lightning, datasets) after validation
     from mtl_bench.training.resume import finished_results, resume_point
 
-    out = Path(output_dir) if output_dir is not None else default_output_dir(cfg)
     validate(cfg, out)
     point = None
     if resume:
