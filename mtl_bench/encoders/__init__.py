@@ -3,15 +3,19 @@
 The default encoder of a modality is registered under the modality name ("text", "image", "video"); other encoders
 for the same modality register their own names: "pretrained-image" and "pretrained-text" (offline pretrained
 networks, chosen by ``model.image_encoder`` / ``model.text_encoder``; their optional packages are imported only when
-one is built).
+one is built). The names are declared here with their modules; a module (and torch) is imported on ``ENCODERS.get``.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from mtl_bench.registry import Registry
 
-ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
+if TYPE_CHECKING:
+    from torch import nn
 
-from mtl_bench.encoders import image, pretrained_image, pretrained_text, text, video  # noqa: E402,F401  (registers names)
+ENCODERS: Registry[type[nn.Module]] = Registry("encoder", builtins={
+    name: f"mtl_bench.encoders.{name.replace('-', '_')}"
+    for name in ("image", "pretrained-image", "pretrained-text", "text", "video")
+})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: task and suite files use the modality names below without importing torch
+    from torch import Tensor
 
 
 class Tokens(NamedTuple):

@@ -70,7 +70,11 @@ def _check_task(spec: TaskSpec, path: Path) -> None:
 
 
 @lru_cache(maxsize=4)
-def _catalog(root: Path) -> tuple[dict[str, tuple[TaskSpec, Path]], dict[str, tuple[SuiteSpec, Path]]]:
+def _parse(root: Path) -> tuple[dict[str, tuple[TaskSpec, Path]], dict[str, tuple[SuiteSpec, Path]]]:
+    """Every task and suite file checked against its schema, names unique, suites naming known tasks.
+
+    Needs no task type (so no torch): enough to answer an unknown suite at once (``check_suite_name``).
+    """
     tasks: dict[str, tuple[TaskSpec, Path]] = {}
     suites: dict[str, tuple[SuiteSpec, Path]] = {}
     for path in sorted(root.rglob("*.yaml")):
@@ -79,14 +83,28 @@ def _catalog(root: Path) -> tuple[dict[str, tuple[TaskSpec, Path]], dict[str, tu
         table = suites if is_suite else tasks
         if spec.name in table:
             raise UserError(f"{path}: field 'name' = {spec.name!r}: already defined in {table[spec.name][1]}")
-        if not is_suite:
-            _check_task(spec, path)
         table[spec.name] = (spec, path)
     for suite, path in suites.values():
         for name in suite.tasks:
             if name not in tasks:
                 raise UserError(f"{path}: field 'tasks' has unknown task {name!r}: {did_you_mean(name, list(tasks))}")
     return tasks, suites
+
+
+@lru_cache(maxsize=4)
+def _catalog(root: Path) -> tuple[dict[str, tuple[TaskSpec, Path]], dict[str, tuple[SuiteSpec, Path]]]:
+    """``_parse`` plus every task checked against its task type's own facts (imports the task types)."""
+    tasks, suites = _parse(root)
+    for spec, path in tasks.values():
+        _check_task(spec, path)
+    return tasks, suites
+
+
+def check_suite_name(name: str) -> None:
+    """A UserError for an unknown suite, from the files' schema alone: no task type (torch) is imported."""
+    suites = _parse(tasks_root())[1]
+    if name not in suites:
+        raise UserError(f"unknown suite {name!r}: {did_you_mean(name, list(suites))}")
 
 
 def all_tasks() -> dict[str, TaskSpec]:
@@ -98,10 +116,8 @@ def all_suites() -> dict[str, SuiteSpec]:
 
 
 def get_suite(name: str) -> SuiteSpec:
-    suites = all_suites()
-    if name not in suites:
-        raise UserError(f"unknown suite {name!r}: {did_you_mean(name, list(suites))}")
-    return suites[name]
+    check_suite_name(name)
+    return all_suites()[name]
 
 
 def get_task(name: str) -> TaskSpec:
