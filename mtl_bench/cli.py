@@ -108,16 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Every command that trains first builds and checks its config (suite, profile, names, --set keys and value types,
+# --config file) with config/ modules alone, and only then imports training/ (torch, Lightning, MLflow): a typo is
+# answered at once (benchmarks/cli_latency.py), not after seconds of imports.
+
+
 def _run(args: argparse.Namespace) -> None:
+    from mtl_bench.config.check import check_names
     from mtl_bench.config.load import build_config
-    from mtl_bench.training.report import print_results
-    from mtl_bench.training.run import run
 
     flags = {"seed": args.seed, "sharing.name": args.sharing, "fusion.name": args.fusion}
     flags["weighting.name"] = args.weighting
     flags |= {"train.devices": args.devices, "train.strategy": args.strategy, "train.num_nodes": args.num_nodes}
     flags["model.init_from"] = args.init_from and str(Path(args.init_from).expanduser().resolve())
     cfg = build_config(args.suite, args.profile, flags=flags, sets=args.set, config_file=args.config)
+    check_names(cfg)
+    from mtl_bench.training.report import print_results
+    from mtl_bench.training.run import run
+
     results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines,
                   resume=args.resume)
     if not results:  # a DDP process other than rank 0: rank 0 prints and writes
@@ -132,10 +140,13 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    from mtl_bench.config.check import check_names
     from mtl_bench.config.load import build_config
-    from mtl_bench.training.pretrain import pretrain
 
     cfg = build_config(args.suite, args.profile, flags={"seed": args.seed}, sets=args.set, config_file=args.config)
+    check_names(cfg)
+    from mtl_bench.training.pretrain import pretrain
+
     out = args.output_dir or Path("runs") / cfg.suite / "pretrain" / f"seed{cfg.seed}"
     summary = pretrain(cfg, out, tracking_uri=args.tracking_uri)
     last = summary["history"][-1]
@@ -146,6 +157,9 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _distill(args: argparse.Namespace) -> None:
+    from mtl_bench.config.student import check_distill
+
+    check_distill(Path(args.teacher), args.student, args.profile, args.set, args.temperature, args.alpha)
     from mtl_bench.training.distill import distill, markdown
 
     summary = distill(args.teacher, student=args.student, profile=args.profile, sets=args.set,
@@ -156,6 +170,11 @@ def _distill(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
+    from mtl_bench.config.check import check_names
+    from mtl_bench.config.grid import parse_grid, plan
+
+    for _, cfg in plan(args.suite, parse_grid(args.grid), args.seeds, args.profile, args.set, args.config):
+        check_names(cfg)
     from mtl_bench.training.compare import compare
     from mtl_bench.training.report import print_compare
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import run_cli
@@ -64,3 +68,77 @@ def test_tasks_lists_suites_tasks_and_components():
                  *FUSIONS.names(), *SHARINGS.names(), *WEIGHTINGS.names()):
         assert name in listed, name
     assert "weighting (gradient-based): alignedmtl, cagrad" in result.stdout
+
+
+# Bad input is answered before any heavy import (issue 14): every case runs through ``cli.main`` in one fresh
+# interpreter, which reports after each case its exit code, its stderr and which heavy packages had been imported.
+HEAVY = ("torch", "lightning", "mlflow", "torchmetrics", "pandas", "datasets")
+EARLY_CASES = {
+    "sharing": (["run", "--suite", "ecommerce", "--sharing", "hardd"], "unknown sharing 'hardd': did you mean 'hard'?"),
+    "fusion": (["run", "--suite", "ecommerce", "--fusion", "erly"], "unknown fusion 'erly': did you mean 'early'?"),
+    "weighting": (["run", "--suite", "ecommerce", "--weighting", "eww"], "unknown weighting 'eww': did you mean 'ew'?"),
+    "set key": (["run", "--suite", "ecommerce", "--set", "train.batch_sise=4"],
+                "--set train.batch_sise=4: train has no field 'batch_sise': did you mean 'batch_size'?"),
+    "set type": (["run", "--suite", "ecommerce", "--set", "train.epochs=many"],
+                 "--set: field 'train.epochs' = 'many': Input should be a valid integer"),
+    "suite": (["run", "--suite", "ecomerce"], "unknown suite 'ecomerce': did you mean 'ecommerce'?"),
+    "profile": (["run", "--suite", "ecommerce", "--profile", "fast"], "unknown profile 'fast': did you mean"),
+    "config file field": (["run", "--suite", "ecommerce", "--config", "{tmp}/bad.yaml"],
+                          "bad.yaml: field 'train.epochz' = 3: Extra inputs are not permitted"),
+    "config file yaml": (["run", "--suite", "ecommerce", "--config", "{tmp}/broken.yaml"], "broken.yaml: cannot read"),
+    "compare name": (["compare", "--suite", "ecommerce", "--grid", "weighting=ew,eww"],
+                     "unknown weighting 'eww': did you mean 'ew'?"),
+    "compare key": (["compare", "--suite", "ecommerce", "--grid", "model.dimm=8,16"], "model has no field 'dimm'"),
+    "pretrain suite": (["pretrain", "--suite", "ecomerce"], "unknown suite 'ecomerce': did you mean 'ecommerce'?"),
+    "pretrain profile": (["pretrain", "--suite", "ecommerce", "--profile", "fast"], "unknown profile 'fast'"),
+    "distill student": (["distill", "--teacher", "{tmp}/teacher", "--student", "huge"],
+                        "--student 'huge': expected one of small, tiny"),
+    "distill set": (["distill", "--teacher", "{tmp}/teacher", "--set", "weighting.name=eww"],
+                    "unknown weighting 'eww': did you mean 'ew'?"),
+    "distill profile": (["distill", "--teacher", "{tmp}/teacher", "--profile", "fast"], "unknown profile 'fast'"),
+    "distill teacher": (["distill", "--teacher", "{tmp}/nothing"], "--teacher {tmp}/nothing: no results.json"),
+}
+_EARLY_SCRIPT = """
+import contextlib, io, json, sys
+from mtl_bench.cli import main
+out = {}
+for label, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(argv)
+    out[label] = {"rc": rc, "stderr": err.getvalue(), "heavy": [m for m in HEAVY if m in sys.modules]}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def early_answers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("early")
+    (tmp / "bad.yaml").write_text("train:\n  epochz: 3\n")
+    (tmp / "broken.yaml").write_text("train: [unclosed\n")
+    teacher = tmp / "teacher"
+    (teacher / "checkpoints").mkdir(parents=True)
+    (teacher / "checkpoints" / "best.ckpt").write_bytes(b"")  # never opened: the checks fail first
+    (teacher / "results.json").write_text("{}")
+    from mtl_bench.config.load import build_config
+
+    (teacher / "config.json").write_text(build_config("ecommerce", "smoke").model_dump_json())
+    before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
+    cases = {label: [a.replace("{tmp}", str(tmp)) for a in argv] for label, (argv, _) in EARLY_CASES.items()}
+    script = f"HEAVY = {HEAVY!r}\n{_EARLY_SCRIPT}"
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=tmp, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before  # nothing written
+    return tmp, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("label", list(EARLY_CASES))
+def test_bad_input_is_answered_before_heavy_imports(early_answers, label):
+    tmp, answers = early_answers
+    answer = answers[label]
+    expected = EARLY_CASES[label][1].replace("{tmp}", str(tmp))
+    lines = answer["stderr"].strip().splitlines()
+    assert answer["rc"] == 2, answer
+    assert len(lines) == 1 and lines[0].startswith("mtl-bench: error: ") and expected in lines[0], answer
+    assert answer["heavy"] == [], f"{label}: imported {answer['heavy']} before answering"
