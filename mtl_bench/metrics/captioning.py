@@ -25,7 +25,7 @@ The defaults stay the torchmetrics conventions so that stored results keep their
 ``bleu4_coco`` / ``rougeL_coco`` in ``metrics`` reports the coco-caption numbers as well (or instead).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.text import BLEUScore, ROUGEScore
 from torchmetrics.utilities import dim_zero_cat
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mtl_bench.data.text import caption_text
 from mtl_bench.metrics.cider import CIDErD
@@ -178,6 +179,13 @@ class COCORougeL(Metric):
             raise ValueError(f"ROUGE-L got {len(preds)} predictions but {len(target)} reference lists")
         values = [rouge_l_coco(p, refs, self.beta) for p, refs in zip(preds, target, strict=True)]
         self.scores.append(torch.tensor(values, dtype=torch.float64, device=self.device))
+
+    def _sync_dist(self, dist_sync_fn: Callable = gather_all_tensors, process_group: Any | None = None) -> None:
+        """A rank without data sends an empty float64 tensor (torchmetrics' placeholder is float32, which cannot be
+        gathered with the other ranks' float64 scores); ``unsync`` restores the cached state."""
+        if isinstance(self.scores, list) and not self.scores:
+            self.scores.append(torch.empty(0, dtype=torch.float64, device=self.device))
+        super()._sync_dist(dist_sync_fn, process_group)
 
     def compute(self) -> Tensor:
         """Mean over all items seen (0.0 if none)."""

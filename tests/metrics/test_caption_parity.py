@@ -5,12 +5,14 @@ multi-reference corpora with ties)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtl_bench.config.schema import DataConfig
 from mtl_bench.data.fashion_rows import TITLE, parse_styles
@@ -210,3 +212,32 @@ def test_bad_inputs_raise() -> None:
         COCORougeL().update(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="beta"):
         COCORougeL(beta=0.0)
+
+
+def _rouge_worker(rank: int, init_file: str, results: multiprocessing.Queue) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        preds, target = random_corpus(seed=4, size=40)
+        metric = COCORougeL()
+        if rank == 0:  # rank 1 sees no data: it must still take part in the gather
+            for start in range(0, 40, 15):
+                metric.update(preds[start : start + 15], target[start : start + 15])
+        results.put(metric.compute().item())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_coco_rouge_syncs_with_an_empty_rank(tmp_path) -> None:
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_rouge_worker, args=(r, str(tmp_path / "init"), results)) for r in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert all(proc.exitcode == 0 for proc in procs)
+    preds, target = random_corpus(seed=4, size=40)
+    expected = coco([caption_text(p) for p in preds], [[caption_text(r) for r in refs] for refs in target])
+    assert [results.get(timeout=5) for _ in procs] == pytest.approx([expected["rougeL_coco"]] * 2, rel=1e-9)
