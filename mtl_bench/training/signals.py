@@ -6,16 +6,21 @@ killed by that signal; a scheduler never records a stopped run as a success. The
 results.json is written, so an unfinished run never looks finished.
 
 When the stop takes effect:
-- during ``trainer.fit``: at the end of the current training or validation batch (Lightning's own SIGTERM handling
-  does the same; under DDP Lightning broadcasts rank 0's flag so every process stops after the same step). Nothing
-  is cut in half; ``checkpoints/last.ckpt`` holds the last finished epoch (it is replaced atomically at epoch end);
+- during ``trainer.fit``: at the end of the current training or validation batch. Nothing is cut in half;
+  ``checkpoints/last.ckpt`` holds the last finished epoch (it is replaced atomically at epoch end). Under DDP the
+  stop goes through Lightning's SIGTERM flag, which rank 0 broadcasts at every step, so all processes stop after the
+  same step; the processes rank 0 started get the signal too (as Lightning does), so an error a process meets while
+  the others shut down is taken for the stop, not reported as a failure;
 - in a short block that must finish whole (opening the MLflow run and writing run-state.json, writing the results):
   at the end of the block;
 - anywhere else (data preparation, testing, measuring): at once.
-A second signal always stops at once.
+A second signal stops at once (on rank 0; other ranks may get one signal from the scheduler and one from rank 0).
 
 Why the signals need handling at all: Lightning turns SIGTERM into ``SIGTERMException``, a ``SystemExit`` with no
-code, so without this module a killed run exited with code 0, no message and no results.
+code, so without this module a killed run exited with code 0, no message and no results. While a trainer runs, our
+handler replaces Lightning's SIGTERM handler (``StopAtStep`` puts it back after Lightning installs its own): that
+one broadcasts from inside the signal handler, which under DDP can pair with another collective and break the
+processes' shutdown.
 
 The handlers are taken only where nobody else handles the signals: a sweep worker installs its own
 (``sweeps/stops.py``) and the runs of its trials leave them alone; a ``compare`` or ``distill`` installs them once
@@ -94,19 +99,36 @@ class StopSignals:
         self.signum: int | None = None  # the first stop signal received
         self.rank_zero = _env_rank_zero()
         self._mode = "now"  # now | step (inside trainer.fit) | later (a block that must finish whole)
-        self._trainer: Any = None
+        self._trainer: Any = None  # while fitting
+        self._launcher: Any = None  # Lightning's DDP launcher: on rank 0 it knows the processes it started
+        self.installed: list[int] = []  # the signals this handler took
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         first = self.signum is None
         if first:
             self.signum = signum
-        if self._mode == "now" or not first:
+            if self._launcher is not None:
+                self._launcher.kill(signum)  # the DDP processes this one started stop too
+        if self._mode == "now" or (not first and self.rank_zero):
             raise self.stopped()
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and hasattr(trainer, "_signal_connector"):
             # DDP: Lightning broadcasts rank 0's SIGTERM flag at every step so that all processes stop after the
-            # same one; setting it for SIGINT too makes Ctrl-C stop them together the same way.
+            # same one (SIGTERMException, which `fitting` turns into Stopped); set for SIGINT too.
             trainer._signal_connector.received_sigterm = True
+
+    def attach(self, trainer: Any) -> None:
+        """A trainer starts: its rank decides who prints; its launcher (rank 0 of a DDP run) gets the signal too."""
+        self.rank_zero = trainer.is_global_zero
+        self._launcher = getattr(trainer.strategy, "launcher", None)
+
+    def reclaim(self) -> None:
+        """Put this handler back where Lightning installed its own (see the module docstring); Lightning's teardown
+        restores the handlers it found, this one."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.installed:
+                if signal.getsignal(signum) is not self:
+                    signal.signal(signum, self)
 
     def stopped(self) -> Stopped:
         assert self.signum is not None
@@ -187,6 +209,7 @@ def handle_stops() -> Iterator[StopSignals | None]:
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, stops)
+            stops.installed.append(signum)
     _active = stops
     try:
         yield stops
@@ -232,7 +255,16 @@ def stop_callbacks() -> list[Any]:
 
     class StopAtStep(Callback):
         """Raises ``Stopped`` after the batch during which a signal arrived (one process; under DDP Lightning's
-        broadcast flag stops all processes after the same step)."""
+        broadcast flag stops all processes after the same step); keeps our handler in place of Lightning's."""
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            stops.attach(trainer)
+
+        def on_train_start(self, trainer: Any, *args: Any) -> None:
+            stops.reclaim()  # Lightning installed its SIGTERM handler just before
+
+        def on_test_start(self, trainer: Any, *args: Any) -> None:
+            stops.reclaim()
 
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
             if trainer.world_size == 1:
