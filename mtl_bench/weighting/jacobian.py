@@ -4,17 +4,19 @@ Each step the shared parameters' Jacobian J (one row per task: that task's gradi
 ``J^T w``, while the task-specific parameters get the plain gradient of ``sum_t L_t`` (or, with the option
 ``weight_specific=true``, of ``sum_t w_t L_t``), and the sharing's ``extra`` term is added to every gradient.
 
-The methods below whose weights depend on J only through its Gramian ``G = J J^T`` (all but graddrop, gradvac,
-nashmtl and fairgrad, which stay TorchJD's own, in the Jacobian's dtype) build G in float64 from the rows, solve
-the T x T problem in float64 (exactly where ``exact.py`` says so) and combine the rows in float64, casting the
-update back to the parameters' dtype: TorchJD's float32 versions lose IMTL-G's and ConFIG's equal projections
-once two gradient norms differ ~3,000x, stop MGDA 6-25% from the min-norm point, and make UPGrad's update up to 40x
-too long on conflicting rows of different norms (``exact.py`` has the figures).
+The methods below whose weights depend on J only through its Gramian ``G = J J^T`` (all but graddrop and gradvac,
+which stay TorchJD's own, in the Jacobian's dtype) build G in float64 from the rows, solve the T x T problem in
+float64 (exactly where ``exact.py`` says so) and combine the rows in float64, casting the update back to the
+parameters' dtype: TorchJD's float32 versions lose IMTL-G's and ConFIG's equal projections once two gradient norms
+differ ~3,000x, stop MGDA 6-25% from the min-norm point, make UPGrad's update up to 40x too long on conflicting
+rows of different norms, and Nash-MTL's and FairGrad's solvers miss their solution by up to 12x and 400x its norm
+on ill-conditioned gradients (``exact.py`` has the figures).
 
 Registered names, papers, options (default), and our convention against the authors' code ("ref"). Checked in the
 authors' repositories: CAGrad (Cranial-XIX/CAGrad, nyuv2/ and cityscapes/), Aligned-MTL (SamsungLabs/MTL,
 code/optim/aligned), MGDA (isl-org/MultiObjectiveOptimization), ConFIG (via TorchJD's adaptation of tum-pbs/ConFIG),
-UPGrad and DualProj (TorchJD is the authors' code); PCGrad against LibMTL and CAGrad's re-implementation.
+UPGrad and DualProj (TorchJD is the authors' code), Nash-MTL (AvivNavon/nash-mtl, methods/weight_methods.py),
+FairGrad (OptMN-Lab/fairgrad, methods/weight_methods.py); PCGrad against LibMTL and CAGrad's re-implementation.
 
 - ``pcgrad``: PCGrad, Yu et al., NeurIPS 2020: each g_i projected off every g_j it conflicts with, j in a random
   order drawn per i (``torch.randperm``, seeded by the run), then summed. Same as the reference. No options.
@@ -33,9 +35,18 @@ UPGrad and DualProj (TorchJD is the authors' code); PCGrad against LibMTL and CA
 - ``imtlg``: IMTL-G, Liu et al., ICLR 2021: weights summing to 1, equal projections of the update on every unit
   gradient (solved through the cosine matrix in float64). Ref: IMTL-G inside IMTL (with IMTL-L's loss scaling,
   which we do not add; LibMTL's ``IMTL`` does). No options besides ``weight_specific``.
-- ``nashmtl``: Nash-MTL, Navon et al., ICML 2022. ``max_norm`` (1.0), ``update_weights_every`` (1),
-  ``optim_niter`` (20); the number of tasks is set from the run's tasks. Ref: heads trained on ``sum_t alpha_t L_t``
-  (ours: plain sum; ``weight_specific=true`` gives theirs).
+- ``nashmtl``: Nash-MTL, Navon et al., ICML 2022: the Nash bargaining solution ``alpha_i (G alpha)_i = 1``, solved
+  exactly in float64 (``exact.alpha_fair_weights``; unique, so this is the paper's update). ``max_norm`` (1.0: the
+  shared update clipped to norm 1, as the authors' ``clip_grad_norm_``; 0: none; the heads' weights are not
+  clipped), ``update_weights_every`` (1: solve every step; k: solve at steps 1, k+1, ... and apply the last solved
+  alpha to the Jacobians in between, clipped by their own update norm, as the authors' code), ``optim_niter`` (20:
+  the authors' CCP iterations, used by ``solver="torchjd"`` only), ``solver`` ("exact"; "torchjd": TorchJD's
+  adaptation of the authors' CCP, up to ``optim_niter`` cvxpy/ECOS subproblems warm-started from the last alpha,
+  which reproduces runs made before the exact solver and the authors' solver, failures included: on row norms 1e4
+  apart it is off by 0.8-12 times the update's norm, at gradient scales 0.1-0.001 up to 70%, and when a task opposes
+  the plain sum it can return the plain sum; needs cvxpy and ecos). Ref: the CCP solver, the heads trained on
+  ``sum_t alpha_t L_t`` (ours: plain sum; ``weight_specific=true`` gives theirs, with unclipped alpha as theirs).
+  No solution exists for a zero gradient row or Pareto-stationary rows: weight 0 there (``exact.py``).
 - ``alignedmtl``: Aligned-MTL, Senushkin et al., CVPR 2023. ``scale_mode`` ("min": smallest eigenvalue),
   ``reduction`` ("sum": the aligned rows summed, each task's preference 1, as the authors' code and LibMTL;
   "mean": 1/T, TorchJD's). Eigenvalues below ``T * eps_float32 * lambda_max`` are dropped, as the authors' code
@@ -45,23 +56,33 @@ UPGrad and DualProj (TorchJD is the authors' code); PCGrad against LibMTL and CA
   ``reg_eps=1e-4`` reproduces; the paper defines the exact projection, hence our default).
 - ``graddrop``: GradDrop, Chen et al., NeurIPS 2020. No options.
 - ``gradvac``: GradVac, Wang et al., ICLR 2021. ``beta`` (0.5), ``eps`` (1e-8).
-- ``fairgrad``: FairGrad, Ban and Ji, ICML 2024. ``alpha`` (1.0), ``max_iters`` (None: scipy's default). Ref: heads
-  trained on ``sum_t w_t L_t`` (ours: plain sum; ``weight_specific=true`` gives theirs).
+- ``fairgrad``: FairGrad, Ban and Ji, ICML 2024: the update ``J^T w`` with ``(G w)_i = w_i^(-1/alpha)``, solved
+  exactly in float64 (``exact.alpha_fair_weights``). ``alpha`` (1.0, >= 0; 0: the uniform weights 1/T, TorchJD's
+  alpha -> 0 limit), ``max_iters`` (None: at most 100 Newton steps; with ``solver="torchjd"``, scipy's
+  ``max_nfev``, None being scipy's 100 T), ``solver`` ("exact"; "torchjd": TorchJD's ``least_squares`` from
+  ``w = 1/T``, the authors' and LibMTL's solver, which reproduces runs made before the exact solver, early stops
+  included: up to 400x off on row norms 1e4 apart), ``max_norm`` (0: no clipping), ``scale_by_tasks`` (false).
+  Ref: the authors' code multiplies the update by T ("to match the sum loss") and clips the shared gradient to norm
+  1 (``scale_by_tasks=true, max_norm=1.0`` reproduce it; exact solver only), its heads get the plain sum (each
+  loss back-propagated unweighted) as ours; LibMTL: ``J^T w``, no clipping, plain sum for the heads, as ours.
+  Solutions for alpha in [0.01, 10] converge in at most 25 steps; above ~20 with norms 1e6 apart a solve can reach
+  ``max_iters`` (it then warns).
 - ``dualproj``: DualProj, Quinton and Rey, 2024: the mean row projected onto the dual cone. ``reg_eps`` as upgrad.
 - ``config``: ConFIG, Liu et al., ICLR 2025: the unit vector with equal cosines to every row, times the sum of the
   rows' projections on it (preference vector of ones, as the authors' default). No options besides
   ``weight_specific``.
 
 ``weight_specific`` (false for every method, graddrop has none): whether the task-specific parameters are trained on
-the weighted sum ``sum_t w_t L_t`` with the weights of the shared update, as the MGDA, Nash-MTL and FairGrad
-authors' code does, instead of the plain sum. Our default keeps one convention for every method (LibMTL's, and
-CAGrad's, PCGrad's and Aligned-MTL's authors'): methods then differ only on the shared parameters, and a head's
-gradient does not shrink with weights that sum to 1 (MGDA, IMTL-G) or swell with Nash-MTL's ``1 / ||g_t||``.
+the weighted sum ``sum_t w_t L_t`` with the weights of the shared update (before any ``max_norm`` clip), as the MGDA
+and Nash-MTL authors' code does, instead of the plain sum. Our default keeps one convention for every method
+(LibMTL's, and CAGrad's, PCGrad's and Aligned-MTL's authors'): methods then differ only on the shared parameters,
+and a head's gradient does not shrink with weights that sum to 1 (MGDA, IMTL-G) or swell with Nash-MTL's
+``1 / ||g_t||``.
 
-CAGrad and Nash-MTL need cvxpy and a solver: ``pip install "torchjd[cagrad,nash-mtl]>=0.18,<0.19"``; UPGrad and
-DualProj with ``reg_eps > 0`` need quadprog: ``pip install "torchjd[quadprog-projector]>=0.18,<0.19"``. These
-commands work however mtl-bench was installed (from a checkout, ``pip install "mtl-bench[...]"`` would fetch
-another copy from the index, or nothing).
+CAGrad, and Nash-MTL with ``solver="torchjd"``, need cvxpy and a solver (Nash-MTL's default exact solver needs numpy
+only): ``pip install "torchjd[cagrad,nash-mtl]>=0.18,<0.19"``; UPGrad and DualProj with ``reg_eps > 0`` need
+quadprog: ``pip install "torchjd[quadprog-projector]>=0.18,<0.19"``. These commands work however mtl-bench was
+installed (from a checkout, ``pip install "mtl-bench[...]"`` would fetch another copy from the index, or nothing).
 
 How the Jacobian is computed. In mtl-bench every task has its own batch, so the T losses come from T separate
 graphs that meet only at the shared parameters. ``torchjd.autojac.backward(losses, inputs=shared)`` would
@@ -78,10 +99,10 @@ see it and each process would step with its own aggregate. So each task's gradie
 processes (``sync.all_reduce_mean_``, one collective for all rows) *before* aggregation: every process aggregates
 the Jacobian of the global batch, gets the same update, and the result equals a one-process run on the whole batch
 (the per-process batches are parts of the global one, ``data/batches.py``). The cost is T gradients' worth of
-communication per step instead of one. ``dbmtl`` does the same. Stateful aggregators (GradVac's EMA, Nash-MTL's
-warm start) are saved in checkpoints through ``get_extra_state`` (``state.py``), so a resumed run continues them; a
-step where only some tasks have a batch uses a separate aggregator for that task set, and a step with a single task
-uses its plain gradient.
+communication per step instead of one. ``dbmtl`` does the same. Stateful aggregators (GradVac's EMA, Nash-MTL's step
+count and last weights, and its warm start with ``solver="torchjd"``) are saved in checkpoints through
+``get_extra_state`` (``state.py``), so a resumed run continues them; a step where only some tasks have a batch uses
+a separate aggregator for that task set, and a step with a single task uses its plain gradient.
 """
 
 from __future__ import annotations
@@ -121,15 +142,48 @@ SOLVERS_INSTALL = 'pip install "torchjd[cagrad,nash-mtl]>=0.18,<0.19"'  # cvxpy,
 class GramianRule(nn.Module):
     """Task weights (float64) from the float64 Gramian: ``fn(G, **kwargs)`` times ``factor``.
 
-    A module (like TorchJD's weightings) so that ``state.py`` can walk it; it keeps no state.
+    ``max_norm`` > 0 clips the shared update ``J^T w`` to that norm (Nash-MTL's and FairGrad's authors'
+    ``clip_grad_norm_`` of the shared gradient): ``update_weights`` scales the weights, while the weights ``forward``
+    returns (what ``weight_specific`` trains the heads with) are left unclipped, as in their code, where the heads'
+    gradient comes from the weighted loss and only the shared parameters are clipped. A module (like TorchJD's
+    weightings) so that ``state.py`` can walk it; it keeps no state (``NashRule`` does).
     """
 
-    def __init__(self, fn: Callable[..., Tensor], factor: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., Tensor], factor: float = 1.0, max_norm: float = 0.0, **kwargs: Any) -> None:
         super().__init__()
-        self.fn, self.factor, self.kwargs = fn, factor, kwargs
+        self.fn, self.factor, self.max_norm, self.kwargs = fn, factor, max_norm, kwargs
 
     def forward(self, gramian: Tensor) -> Tensor:
         return self.fn(gramian, **self.kwargs) * self.factor
+
+    def update_weights(self, gramian: Tensor, weights: Tensor) -> Tensor:
+        """The weights of the shared update: ``weights``, scaled so that ``||J^T w|| <= max_norm`` when clipping."""
+        if self.max_norm <= 0:
+            return weights
+        norm = float(weights @ gramian @ weights) ** 0.5
+        return weights * (self.max_norm / norm) if norm > self.max_norm else weights
+
+
+class NashRule(GramianRule):
+    """Nash-MTL's weights, solved every ``update_weights_every`` steps and reused in between (the authors' code).
+
+    ``step`` and ``prvs_alpha`` (TorchJD's names, which ``state.py`` saves in checkpoints) are the number of calls so
+    far and the last solved weights. A reused alpha is applied to the new Jacobian and clipped by that Jacobian's
+    update norm, as the authors' code does. No warm start: the solve is exact, so its result does not depend on
+    where it starts (it starts from the solution for orthogonal rows, ``exact.alpha_fair_weights``).
+    """
+
+    def __init__(self, update_weights_every: int, max_norm: float) -> None:
+        super().__init__(exact.nash_mtl_weights, max_norm=max_norm)
+        self.update_weights_every = update_weights_every
+        self.step = 0
+        self.prvs_alpha: Tensor | None = None
+
+    def forward(self, gramian: Tensor) -> Tensor:
+        if self.prvs_alpha is None or self.step % self.update_weights_every == 0:
+            self.prvs_alpha = exact.nash_mtl_weights(gramian)
+        self.step += 1
+        return self.prvs_alpha.clone()
 
 
 Aggregator = TorchJDAggregator | GramianRule
@@ -195,21 +249,66 @@ def _dual_cone(exact_fn: Callable[[Tensor], Tensor], torchjd_cls: type[nn.Module
     return build
 
 
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if not (value is None and allow_none) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _max_norm(value: float) -> None:
+    if value < 0:
+        raise ValueError(f"max_norm must be >= 0 (0: no clipping), got {value}")
+
+
+def _nash_mtl(num_tasks: int, max_norm: float, update_weights_every: int, optim_niter: int, solver: str) -> Aggregator:
+    _choice("solver", solver, ("exact", "torchjd"))
+    _max_norm(max_norm)
+    _positive_int("update_weights_every", update_weights_every)
+    _positive_int("optim_niter", optim_niter)
+    if solver == "torchjd":  # needs cvxpy and ecos
+        return NashMTL(num_tasks, max_norm=max_norm, update_weights_every=update_weights_every, optim_niter=optim_niter)
+    return NashRule(update_weights_every, max_norm)
+
+
+def _fairgrad(
+    num_tasks: int, alpha: float, max_iters: int | None, solver: str, max_norm: float, scale_by_tasks: bool
+) -> Aggregator:
+    _choice("solver", solver, ("exact", "torchjd"))
+    _choice("scale_by_tasks", scale_by_tasks, (False, True))
+    _max_norm(max_norm)
+    _positive_int("max_iters", max_iters, allow_none=True)
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    factor = float(num_tasks) if scale_by_tasks else 1.0
+    if solver == "torchjd":
+        if max_norm or scale_by_tasks:
+            raise ValueError(
+                "max_norm and scale_by_tasks apply to solver='exact' only (TorchJD's path is kept as it was)"
+            )
+        return FairGrad(alpha=alpha, max_iters=max_iters)
+    if alpha == 0:  # the alpha -> 0 limit, linear scalarisation: TorchJD's (and LibMTL's) uniform 1/T
+        return GramianRule(
+            lambda gramian: torch.full((len(gramian),), 1.0 / len(gramian), dtype=torch.float64), factor, max_norm
+        )
+    return GramianRule(exact.alpha_fair_weights, factor, max_norm, alpha=alpha, max_iter=max_iters or 100)
+
+
 AGGREGATORS: dict[str, AggregatorSpec] = {
     "pcgrad": AggregatorSpec(lambda num_tasks: _torchjd_weighting(PCGradWeighting())),
     "mgda": AggregatorSpec(lambda num_tasks: GramianRule(exact.mgda_weights)),
     "cagrad": AggregatorSpec(_cagrad, {"c": 0.4, "rescale": 1, "reduction": "sum", "norm_eps": 0.0}, SOLVERS_INSTALL),
     "imtlg": AggregatorSpec(lambda num_tasks: GramianRule(exact.imtlg_weights)),
     "nashmtl": AggregatorSpec(
-        lambda num_tasks, **options: NashMTL(n_tasks=num_tasks, **options),
-        {"max_norm": 1.0, "update_weights_every": 1, "optim_niter": 20},
-        SOLVERS_INSTALL,
+        _nash_mtl,
+        {"max_norm": 1.0, "update_weights_every": 1, "optim_niter": 20, "solver": "exact"},
+        SOLVERS_INSTALL,  # solver="torchjd" only
     ),
     "alignedmtl": AggregatorSpec(_aligned_mtl, {"scale_mode": "min", "reduction": "sum"}),
     "upgrad": AggregatorSpec(_dual_cone(exact.upgrad_weights, UPGradWeighting), {"reg_eps": 0.0}),
     "graddrop": AggregatorSpec(_plain(GradDrop), weighted=False),
     "gradvac": AggregatorSpec(_plain(GradVac), {"beta": 0.5, "eps": 1e-8}),
-    "fairgrad": AggregatorSpec(_plain(FairGrad), {"alpha": 1.0, "max_iters": None}),
+    "fairgrad": AggregatorSpec(
+        _fairgrad, {"alpha": 1.0, "max_iters": None, "solver": "exact", "max_norm": 0.0, "scale_by_tasks": False}
+    ),
     "dualproj": AggregatorSpec(_dual_cone(exact.dualproj_weights, DualProjWeighting), {"reg_eps": 0.0}),
     "config": AggregatorSpec(lambda num_tasks: GramianRule(exact.config_weights)),
 }
@@ -285,10 +384,12 @@ class JacobianWeighting(Weighting):
             backward(extra)
 
     def _aggregate(self, aggregator: Aggregator, blocks: list[Tensor]) -> Tensor:
-        """Add the update into the shared ``.grad``; returns the task weights (ones for GradDrop, which has none)."""
+        """Add the update into the shared ``.grad``; returns the task weights (ones for GradDrop, which has none;
+        before ``max_norm`` clipping for the float64 rules)."""
         if isinstance(aggregator, GramianRule):  # float64 Gramian, weights and combination; update in param dtype
-            weights = aggregator(exact.gramian(blocks).cpu())
-            w = weights.to(blocks[0].device)
+            gramian = exact.gramian(blocks).cpu()
+            weights = aggregator(gramian)
+            w = aggregator.update_weights(gramian, weights).to(blocks[0].device)
             accumulate_grads(
                 self.shared, [(w @ b.reshape(len(w), -1).double()).view(b.shape[1:]).to(b.dtype) for b in blocks]
             )

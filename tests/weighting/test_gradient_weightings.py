@@ -45,7 +45,7 @@ def test_extra_is_added_to_the_aggregated_gradient():
     assert theta.grad.tolist() == pytest.approx([2.8, 3.4])
 
 
-TORCHJD_PATH = ("graddrop", "gradvac", "fairgrad", "nashmtl")  # aggregated by TorchJD itself (jac_to_grad)
+TORCHJD_PATH = ("graddrop", "gradvac")  # aggregated by TorchJD itself (jac_to_grad)
 
 
 @pytest.mark.parametrize("name", sorted(AGGREGATORS))
@@ -91,9 +91,10 @@ def test_missing_packages_name_the_command_that_installs_them(monkeypatch):
     missing = set()
     monkeypatch.setattr(torchjd._mixins, "find_spec", lambda name: None if name in missing else real(name))
     missing.add("cvxpy")
-    for name in ("nashmtl", "cagrad"):
+    for name, opts in (("nashmtl", {"solver": "torchjd"}), ("cagrad", {})):
         with pytest.raises(UserError, match=re.escape('pip install "torchjd[cagrad,nash-mtl]>=0.18,<0.19"')):
-            WEIGHTINGS.get(name)(["a", "b"])
+            WEIGHTINGS.get(name)(["a", "b"], **opts)
+    WEIGHTINGS.get("nashmtl")(["a", "b"])  # the exact solver (the default) needs no cvxpy
     missing.update({"quadprog", "qpsolvers"})
     for name in ("upgrad", "dualproj"):
         with pytest.raises(UserError, match=re.escape('pip install "torchjd[quadprog-projector]>=0.18,<0.19"')):
@@ -107,6 +108,49 @@ def test_bad_option_values_are_user_errors():
     with pytest.raises(UserError, match="cagrad"):
         WEIGHTINGS.get("cagrad")(["a", "b"], c=-1.0)
     assert WEIGHTINGS.get("cagrad")(["a", "b"], c=0.2).options["c"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "opts", "message"),
+    [
+        ("nashmtl", {"solver": "cvxpy"}, r"solver must be one of \['exact', 'torchjd'\], got 'cvxpy'"),
+        ("nashmtl", {"optim_niter": 0}, "optim_niter must be a positive integer, got 0"),
+        ("nashmtl", {"update_weights_every": 1.5}, "update_weights_every must be a positive integer, got 1.5"),
+        ("nashmtl", {"max_norm": -1.0}, "max_norm must be >= 0"),
+        ("fairgrad", {"alpha": -0.5}, "alpha must be >= 0, got -0.5"),
+        ("fairgrad", {"max_iters": 0}, "max_iters must be a positive integer or None, got 0"),
+        ("fairgrad", {"solver": "torchjd", "max_norm": 1.0}, "apply to solver='exact' only"),
+        ("fairgrad", {"scale_by_tasks": "yes"}, r"scale_by_tasks must be one of \[False, True\]"),
+    ],
+)
+def test_nashmtl_and_fairgrad_option_errors_name_the_option(name, opts, message):
+    with pytest.raises(UserError, match=rf"weighting '{name}': bad options .*{message}"):
+        WEIGHTINGS.get(name)(["a", "b"], **opts)
+
+
+@pytest.mark.parametrize(
+    ("name", "opts", "reference"),
+    [
+        ("nashmtl", {"max_norm": 1.0, "update_weights_every": 2, "optim_niter": 20}, "NashMTL"),
+        ("fairgrad", {"alpha": 2.0, "max_iters": None}, "FairGrad"),
+    ],
+)
+def test_solver_torchjd_is_torchjds_aggregator(name, opts, reference):
+    """``solver="torchjd"`` reproduces runs made before the exact solvers: TorchJD's aggregator, step for step
+    (Nash-MTL's warm start and reused weights included), on a well-conditioned Jacobian where both agree."""
+    import torchjd.aggregation
+
+    gen = torch.Generator().manual_seed(0)
+    jacobians = [torch.randn(3, 5, generator=gen) for _ in range(3)]
+    theirs = getattr(torchjd.aggregation, reference)(**({"n_tasks": 3} if name == "nashmtl" else {}), **opts)
+    tasks = ["t0", "t1", "t2"]
+    ours = WEIGHTINGS.get(name)(tasks, solver="torchjd", **opts)
+    theta = nn.Parameter(torch.zeros(5))
+    ours.bind([theta], [], [theta])
+    for jac in jacobians:
+        theta.grad = None
+        ours.backward({t: row @ theta for t, row in zip(tasks, jac, strict=True)})
+        assert torch.equal(theta.grad, theirs(jac))
 
 
 def exp_losses(theta: torch.Tensor, head: torch.Tensor) -> dict[str, torch.Tensor]:
