@@ -201,6 +201,45 @@ def test_ctrl_c_stops_at_the_next_step_with_exit_code_130(tmp_path, reference, m
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
 
 
+def test_a_stop_while_testing_says_the_last_epoch_and_resume_only_tests(tmp_path, reference, monkeypatch, capsys):
+    """Training was over (last.ckpt holds epoch 3 of 3): --resume trains nothing and tests, to the same numbers."""
+    from lightning.pytorch import Callback
+
+    class TermAtTest(Callback):
+        def on_test_start(self, trainer, pl_module):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    real = signals.stop_callbacks
+    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", lambda: [*real(), TermAtTest()])
+    ref, common = reference
+    out, uri = tmp_path / "run", _uri(tmp_path / "m.db")
+    args = ["run", *common, "--output-dir", str(out), "--tracking-uri", uri]
+    assert main(args) == 143
+    expected = "mtl-bench: stopped by SIGTERM after epoch 3 of 3; continue with: " + shlex.join(["mtl-bench", *args])
+    assert _last_line(capsys.readouterr().err) == expected + " --resume"
+    assert not (out / "results.json").exists()
+    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", real)
+    assert main([*args, "--resume"]) == 0
+    a, b = (json.loads((d / "results.json").read_text()) for d in (ref, out))
+    assert b["tasks"] == a["tasks"] and b["cost"]["steps"] == 9
+
+
+def test_a_stop_before_the_first_epoch_says_start_again_without_resume(tmp_path, data_dir, monkeypatch, capsys):
+    import mtl_bench.training.fit as fit
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the data is prepared: stops at once
+        raise AssertionError("not stopped")
+
+    monkeypatch.setattr(fit, "prepare_suite", signalled)
+    args = ["run", "--suite", "ecommerce", "--profile", "smoke", "--set", f"data.dir={data_dir}", "--output-dir",
+            str(tmp_path / "run"), "--tracking-uri", _uri(tmp_path / "m.db")]
+    assert main(args) == 143
+    assert _last_line(capsys.readouterr().err) == ("mtl-bench: stopped by SIGTERM before epoch 1 of 2 finished; start "
+                                                   "again with: " + shlex.join(["mtl-bench", *args]))
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 def test_the_command_line_gets_one_resume_and_shell_quoting():
     assert command(["run", "--suite", "ecommerce", "--set", "data.dir=/a b"], add_resume=True) == (
         "mtl-bench run --suite ecommerce --set 'data.dir=/a b' --resume")
