@@ -7,6 +7,9 @@ Bad input (names, files, values, an unwritable or full output disk) is caught be
 - the GPU running out of memory (``torch.cuda.OutOfMemoryError``): the line says which batch size to lower.
 
 In both cases the MLflow run is marked FAILED (``fit.py``) and the last epoch checkpoint stays for ``--resume``.
+
+A stop signal (SIGTERM from ``kill`` or a scheduler, SIGINT from Ctrl-C) is not a failure: it raises
+``training.signals.Stopped`` (exit code 143 or 130, the MLflow run KILLED, a line saying how to continue).
 """
 
 from __future__ import annotations

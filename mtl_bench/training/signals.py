@@ -182,7 +182,7 @@ _active: StopSignals | None = None
 
 
 def active() -> StopSignals | None:
-    """The handler of the command running in this process, or None (a sweep's trial, a thread, an API call)."""
+    """The handler of the command running in this process; None outside one, in a sweep's trial or in a thread."""
     return _active
 
 
