@@ -247,6 +247,8 @@ def _tasks(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from mtl_bench.training.signals import Stopped  # light: signal and shlex only
+
     try:
         commands = {"run": _run, "pretrain": _pretrain, "distill": _distill, "compare": _compare, "sweep": _sweep,
                     "leaderboard": _leaderboard, "tasks": _tasks}
@@ -257,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as exc:  # training started and failed: NaN loss, out of GPU memory (training/failures.py)
         print(f"mtl-bench: error: {exc}", file=sys.stderr)
         return 1
+    except Stopped as stop:  # SIGTERM / SIGINT: one line, exit 128 + the signal number (training/signals.py)
+        if stop.rank_zero:  # under DDP rank 0 speaks for every process
+            print(stop.line(sys.argv[1:] if argv is None else list(argv)), file=sys.stderr)
+        return stop.exit_code
     return 0
 
 
