@@ -408,7 +408,24 @@ class JacobianWeighting(Weighting):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         for key, values in state.items():
-            load_aggregator_state(self.aggregator(tuple(key.split("|"))), values)
+            aggregator = self.aggregator(tuple(key.split("|")))
+            modules = dict(aggregator.named_modules())
+            unknown = sorted(  # module paths or attributes this aggregator does not have
+                f"{path}.{attr}".lstrip(".") if path in modules else path
+                for path, attrs in values.items()
+                for attr in attrs
+                if path not in modules or not (attr in vars(modules[path]) or attr in modules[path]._buffers)
+            )
+            if unknown:  # e.g. a Nash-MTL checkpoint written by TorchJD's solver, loaded into the exact one
+                solver = self.options.get("solver")
+                other = {"exact": "torchjd", "torchjd": "exact"}.get(solver, "another")
+                found = ", ".join(name or "<root>" for name in sorted(set(unknown)))
+                raise UserError(
+                    f"weighting {self.name!r}: the checkpoint's state for tasks {key} ({found}) comes from another "
+                    f"solver than this run's solver={solver!r}; set weighting.options.solver={other!r} to continue it "
+                    "(checkpoints from before the exact Nash-MTL solver need 'torchjd')"
+                )
+            load_aggregator_state(aggregator, values)
 
 
 for _name, _spec in AGGREGATORS.items():

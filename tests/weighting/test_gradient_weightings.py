@@ -177,3 +177,14 @@ def test_dbmtl_averages_the_gradients_with_beta():
     theta.grad = None
     dbmtl.backward(exp_losses(theta, head))
     assert theta.grad.tolist() == pytest.approx([0.19 * 3, 0.19 * 9])  # h = 0.9 * 0.1 g + 0.1 g
+
+
+def test_a_nashmtl_checkpoint_from_the_other_solver_is_refused_by_name():
+    """A checkpoint written with TorchJD's CCP state (every nashmtl run before the exact solver) cannot continue in
+    the exact solver, nor the reverse: one line naming the option that loads it."""
+    torchjd_state = WEIGHTINGS.get("nashmtl")(["a", "b"], solver="torchjd").get_extra_state()
+    with pytest.raises(UserError, match=r"weighting 'nashmtl': .* set weighting.options.solver='torchjd'"):
+        WEIGHTINGS.get("nashmtl")(["a", "b"]).set_extra_state(torchjd_state)
+    exact_state = WEIGHTINGS.get("nashmtl")(["a", "b"]).get_extra_state()
+    with pytest.raises(UserError, match=r"set weighting.options.solver='exact'"):
+        WEIGHTINGS.get("nashmtl")(["a", "b"], solver="torchjd").set_extra_state(exact_state)
