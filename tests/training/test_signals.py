@@ -175,7 +175,16 @@ def test_sigterm_stops_distill_naming_the_student(tmp_path, reference):
     assert not (out / "student" / "results.json").exists() and not (out / "distill.json").exists()
 
 
-def test_ctrl_c_stops_at_the_next_step_with_exit_code_130(tmp_path, reference, monkeypatch, capsys):
+@pytest.fixture
+def sigint_not_ignored():
+    """A test process started in the background (`pytest ... &`) inherits SIGINT ignored, and a run rightly leaves an
+    ignored signal ignored (``handle_stops``): give this process Python's usual SIGINT handler for the test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_at_the_next_step_with_exit_code_130(tmp_path, reference, monkeypatch, capsys, sigint_not_ignored):
     """SIGINT sent from the end of epoch 1 (before its checkpoint is saved): training stops after the first step of
     epoch 2, so last.ckpt holds epoch 1 and the run is one --resume away."""
     from lightning.pytorch import Callback
