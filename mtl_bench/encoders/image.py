@@ -34,6 +34,7 @@ class ImageEncoder(nn.Module):
     """
 
     modality: ClassVar[str] = IMAGE  # the input key this encoder reads
+    adapter_output: ClassVar[bool] = True  # sharing 'adapters' adds a bottleneck to its output Tokens (width dim)
 
     def __init__(
         self,

@@ -113,6 +113,7 @@ class PretrainedImageEncoder(PretrainedEncoder):
     """
 
     modality: ClassVar[str] = IMAGE  # the input key this encoder reads
+    adapter_output: ClassVar[bool] = True  # sharing 'adapters' adds a bottleneck to its output Tokens (width dim)
 
     def __init__(self, dim: int, source: str = LITE0, freeze: bool = True, dropout: float = 0.1, grid: int = 4) -> None:
         if source == LITE0:

@@ -4,7 +4,8 @@
 
 - ``bottleneck`` (Houlsby et al. 2019, "Parameter-Efficient Transfer Learning for NLP"; Pfeiffer et al. 2021,
   "AdapterFusion"): ``h + up(gelu(down(h)))`` on the output ``h`` of every ``nn.TransformerEncoderLayer`` and of
-  every image encoder (the CNN has no transformer layer), hidden width ``dim // reduction``;
+  every encoder that declares ``adapter_output = True`` (the image encoders, scratch CNN and pretrained alike, which
+  have no transformer layer; the encoder's ``dim`` is the width), hidden width ``dim // reduction``;
 - ``lora`` (Hu et al. 2022, "LoRA: Low-Rank Adaptation of Large Language Models"): ``W x + (alpha/rank) B A x`` on
   every ``nn.Linear`` the backbone calls as a module (the feed-forward layers, late fusion's projection). Not on
   ``nn.MultiheadAttention``'s ``out_proj`` nor its packed ``in_proj_weight``: MHA uses them through
@@ -35,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_bench.encoders.image import ImageEncoder
 from mtl_bench.errors import UserError
 from mtl_bench.fusion.functional import reject_options
 from mtl_bench.models.backbone import Backbone
@@ -74,9 +74,16 @@ class LoRA(nn.Module):
         return self.scale * F.linear(F.linear(x, self.A), self.B)
 
 
+def adapts_output(module: nn.Module) -> bool:
+    """An encoder that declares ``adapter_output``: its output Tokens get a bottleneck adapter of width ``dim``."""
+    return bool(getattr(type(module), "adapter_output", False))
+
+
 def bottleneck_points(backbone: nn.Module) -> dict[str, nn.Module]:
-    """Modules whose output gets a bottleneck adapter: transformer encoder layers and image encoders."""
-    return {n: m for n, m in backbone.named_modules() if isinstance(m, nn.TransformerEncoderLayer | ImageEncoder)}
+    """Modules whose output gets a bottleneck adapter: transformer encoder layers and the encoders that declare it."""
+    return {
+        n: m for n, m in backbone.named_modules() if isinstance(m, nn.TransformerEncoderLayer) or adapts_output(m)
+    }
 
 
 def lora_points(backbone: nn.Module) -> dict[str, nn.Linear]:
@@ -89,7 +96,7 @@ def lora_points(backbone: nn.Module) -> dict[str, nn.Linear]:
 
 def bottleneck_adapters(points: dict[str, nn.Module], reduction: int) -> dict[str, nn.Module]:
     """A fresh Bottleneck per point, sized from the point's width (image encoder ``dim``, layer ``embed_dim``)."""
-    dims = {n: m.dim if isinstance(m, ImageEncoder) else m.self_attn.embed_dim for n, m in points.items()}
+    dims = {n: m.dim if adapts_output(m) else m.self_attn.embed_dim for n, m in points.items()}
     if dims and min(dims.values()) < reduction:
         raise UserError(
             f"sharing 'adapters' option reduction={reduction}: expected at most the model width "

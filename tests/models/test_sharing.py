@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
 from mtl_bench.models.backbone import Backbone, build_backbone
 from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO, Fused, Tokens
@@ -237,6 +238,32 @@ def test_bottleneck_adapters_follow_every_transformer_layer_and_the_image_encode
     keys = {"encoders-image", "encoders-text-stack-encoder-layers-0", "fusion-stack-encoder-layers-0"}
     assert set(sharing.adapters["a-task"]) == keys
     assert sharing.adapters["a-task"]["encoders-image"].down.out_features == DIM // 8
+
+
+@pytest.mark.parametrize("name", [n for n in ENCODERS.names() if ENCODERS.get(n).modality == IMAGE])
+def test_every_image_encoder_declares_an_adapter_point(name: str) -> None:
+    """The README promises a bottleneck adapter after every image encoder: each registered one declares the hook."""
+    assert ENCODERS.get(name).adapter_output is True
+
+
+def test_the_pretrained_image_encoder_gets_its_adapter_and_it_changes_only_its_task() -> None:
+    """Adapters once found image encoders by the scratch CNN's class, so a pretrained image encoder got none."""
+    torch.manual_seed(0)
+
+    def pretrained() -> Backbone:
+        return build_backbone([IMAGE, TEXT], DIM, VOCAB, image_size=16, max_text_len=8, heads=2,
+                              image_encoder="efficientnet-lite0")  # fmt: skip
+
+    sharing = SHARINGS.get("adapters")(pretrained, TASKS, reduction=8).eval()
+    assert type(sharing.backbone.encoders[IMAGE]).__name__ == "PretrainedImageEncoder"
+    assert sharing.adapters["a-task"]["encoders-image"].down.in_features == DIM
+    image_only = {IMAGE: raw_input(IMAGE)}
+    with torch.no_grad():
+        before = {t: sharing(t, image_only).pooled for t in TASKS}
+        torch.nn.init.normal_(sharing.adapters["a-task"]["encoders-image"].up.weight)
+        after = {t: sharing(t, image_only).pooled for t in TASKS}
+    assert not torch.allclose(after["a-task"], before["a-task"], atol=1e-3)  # the image adapter runs
+    assert torch.equal(after["b-task"], before["b-task"])  # and only for its own task
 
 
 def test_adapters_survive_deepcopy() -> None:
