@@ -1,4 +1,5 @@
-"""The ``mtl-bench`` command: parses arguments, calls one function, prints. No logic lives here."""
+"""The ``mtl-bench`` command: parses arguments, builds and checks the config (``config/`` only, before any heavy
+import), calls one command, prints."""
 
 from __future__ import annotations
 

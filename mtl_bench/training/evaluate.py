@@ -1,6 +1,7 @@
 """Evaluation outside the Trainer: test predictions, FLOPs per sample and robustness to a missing modality.
 
-Both run the trained model in eval mode over batches of the tasks' data, on whatever device the model is on.
+Predictions, scores and robustness run the trained model in eval mode over batches of the tasks' data, on whatever
+device the model is on; the FLOP count runs one training-mode forward (dropout on, the RNG state forked and restored).
 """
 
 from __future__ import annotations
