@@ -23,6 +23,8 @@ from mtl_bench.tasks.captioning import Captioning
 from mtl_bench.tasks.spec import TaskSpec
 from tests.conftest import ROOT
 
+from .two_ranks import on_two_ranks
+
 Bleu = pytest.importorskip("pycocoevalcap.bleu.bleu").Bleu
 Cider = pytest.importorskip("pycocoevalcap.cider.cider").Cider
 Rouge = pytest.importorskip("pycocoevalcap.rouge.rouge").Rouge
@@ -228,16 +230,7 @@ def _rouge_worker(rank: int, init_file: str, results: multiprocessing.Queue) -> 
 
 
 def test_coco_rouge_syncs_with_an_empty_rank(tmp_path) -> None:
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_rouge_worker, args=(r, str(tmp_path / "init"), results)) for r in range(2)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert all(proc.exitcode == 0 for proc in procs)
+    got = on_two_ranks(_rouge_worker, tmp_path)
     preds, target = random_corpus(seed=4, size=40)
     expected = coco([caption_text(p) for p in preds], [[caption_text(r) for r in refs] for refs in target])
-    assert [results.get(timeout=5) for _ in procs] == pytest.approx([expected["rougeL_coco"]] * 2, rel=1e-9)
+    assert got == pytest.approx([expected["rougeL_coco"]] * 2, rel=1e-9)

@@ -11,6 +11,8 @@ import torch
 from mtl_bench.metrics.captioning import ROUGEL, caption_metrics
 from mtl_bench.metrics.cider import CIDErD, cider_d, cider_d_scores, ngram_counts
 
+from .two_ranks import on_two_ranks
+
 Cider = pytest.importorskip("pycocoevalcap.cider.cider").Cider
 
 HAND_PREDS = [
@@ -153,20 +155,10 @@ def _distributed_worker(rank: int, init_file: str, split: int, results: "multipr
 
 @pytest.mark.parametrize("split", [25, 60], ids=["uneven", "empty-rank"])
 def test_states_sync_across_processes(tmp_path, split: int) -> None:
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    init_file = str(tmp_path / "init")
-    procs = [ctx.Process(target=_distributed_worker, args=(r, init_file, split, results)) for r in range(2)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert all(proc.exitcode == 0 for proc in procs)
+    got = on_two_ranks(_distributed_worker, tmp_path, split)
     preds, target = random_corpus(seed=5, size=60)
     expected = reference(preds, target)[0]
-    assert [results.get(timeout=5) for _ in procs] == pytest.approx([expected, expected], rel=1e-6)
+    assert got == pytest.approx([expected, expected], rel=1e-6)
 
 
 def test_caption_metrics_keys_and_perfect_match() -> None:

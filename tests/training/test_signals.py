@@ -175,6 +175,19 @@ def test_sigterm_stops_distill_naming_the_student(tmp_path, reference):
     assert not (out / "student" / "results.json").exists() and not (out / "distill.json").exists()
 
 
+def _run_args(tmp_path: Path, reference: tuple[Path, list[str]]) -> tuple[list[str], Path, str]:
+    """``run`` arguments for an in-process run of the reference's settings into its own folder and MLflow store."""
+    out, uri = tmp_path / "run", _uri(tmp_path / "m.db")
+    return ["run", *reference[1], "--output-dir", str(out), "--tracking-uri", uri], out, uri
+
+
+def _with_callback(monkeypatch: pytest.MonkeyPatch, callback: object) -> Callable[[], list]:
+    """Add ``callback`` to the run's stop callbacks (it sends the signal); returns the real ``stop_callbacks``."""
+    real = signals.stop_callbacks
+    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", lambda: [*real(), callback])
+    return real
+
+
 @pytest.fixture
 def sigint_not_ignored():
     """A test process started in the background (`pytest ... &`) inherits SIGINT ignored, and a run rightly leaves an
@@ -194,11 +207,8 @@ def test_ctrl_c_stops_at_the_next_step_with_exit_code_130(tmp_path, reference, m
             if trainer.current_epoch == 0:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    real = signals.stop_callbacks
-    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", lambda: [*real(), CtrlCAfterFirstEpoch()])
-    _, common = reference
-    out, uri = tmp_path / "run", _uri(tmp_path / "m.db")
-    args = ["run", *common, "--output-dir", str(out), "--tracking-uri", uri]
+    args, out, uri = _run_args(tmp_path, reference)
+    _with_callback(monkeypatch, CtrlCAfterFirstEpoch())
     assert main(args) == 130
     err = capsys.readouterr().err
     assert _last_line(err) == "mtl-bench: stopped by SIGINT after epoch 1 of 3; continue with: " + shlex.join(
@@ -218,11 +228,9 @@ def test_a_stop_while_testing_says_the_last_epoch_and_resume_only_tests(tmp_path
         def on_test_start(self, trainer, pl_module):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    real = signals.stop_callbacks
-    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", lambda: [*real(), TermAtTest()])
-    ref, common = reference
-    out, uri = tmp_path / "run", _uri(tmp_path / "m.db")
-    args = ["run", *common, "--output-dir", str(out), "--tracking-uri", uri]
+    ref, _ = reference
+    args, out, uri = _run_args(tmp_path, reference)
+    real = _with_callback(monkeypatch, TermAtTest())
     assert main(args) == 143
     expected = "mtl-bench: stopped by SIGTERM after epoch 3 of 3; continue with: " + shlex.join(["mtl-bench", *args])
     assert _last_line(capsys.readouterr().err) == expected + " --resume"
