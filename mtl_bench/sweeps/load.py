@@ -144,7 +144,7 @@ def _check_name(keys: list[str], name: Any, field: str, value: Any, source: str 
     """``sharing.name``, ``fusion.name`` and ``weighting.name`` values are registered names."""
     if len(keys) != 2 or keys[1] != "name" or not isinstance(name, str):
         return  # a non-string name is left to the config's type check
-    from mtl_bench.fusion import FUSIONS  # local imports: the registries import torch
+    from mtl_bench.fusion import FUSIONS  # local imports: keep this module light to import
     from mtl_bench.sharing import SHARINGS
     from mtl_bench.weighting import WEIGHTINGS
 
