@@ -29,10 +29,10 @@ from torch import Tensor
 
 from mtl_bench.config.load import build_config
 from mtl_bench.config.schema import RunConfig
+from mtl_bench.core.types import Fused
 from mtl_bench.data.batches import TaskData, task_loader
 from mtl_bench.errors import UserError
 from mtl_bench.models.build import build_model
-from mtl_bench.models.types import Fused
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.training.system import bind_weighting
 from mtl_bench.weighting import WEIGHTINGS

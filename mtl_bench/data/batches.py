@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mtl_bench.models.types import IMAGE, VIDEO
+from mtl_bench.core.types import IMAGE, VIDEO
 
 
 @dataclass

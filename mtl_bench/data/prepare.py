@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 
 from mtl_bench.config.schema import DataConfig
+from mtl_bench.core.types import TEXT
 from mtl_bench.data.batches import TaskData
 from mtl_bench.data.sources import Skipped, load_sources
 from mtl_bench.data.text import decode, encode, train_tokenizer
 from mtl_bench.errors import UserError
-from mtl_bench.models.types import TEXT
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskContext, TaskType
 from mtl_bench.tasks.spec import TaskSpec

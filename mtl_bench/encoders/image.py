@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.types import IMAGE, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
-from mtl_bench.models.types import IMAGE, Tokens
 
 # ImageNet statistics: inputs arrive in [0, 1] and are normalised inside, so callers never have to.
 MEAN = (0.485, 0.456, 0.406)

@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_bench.core.types import IMAGE, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import grid_tokens
 from mtl_bench.encoders.pretrained import IMAGE_FIELD, PretrainedEncoder, choice_error, optional_import
 from mtl_bench.errors import UserError
-from mtl_bench.models.types import IMAGE, Tokens
 from mtl_bench.registry import did_you_mean
 
 LITE0 = "efficientnet-lite0"

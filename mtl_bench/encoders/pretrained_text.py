@@ -21,11 +21,11 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.layers import key_padding_mask
+from mtl_bench.core.types import TEXT, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.pretrained import TEXT_FIELD, PretrainedEncoder, choice_error, from_local, optional_import
 from mtl_bench.errors import UserError
-from mtl_bench.models.layers import key_padding_mask
-from mtl_bench.models.types import TEXT, Tokens
 from mtl_bench.registry import did_you_mean
 
 MINILM = "minilm-l6"

@@ -7,10 +7,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.layers import TransformerStack
+from mtl_bench.core.types import TEXT, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
-from mtl_bench.models.layers import TransformerStack
-from mtl_bench.models.types import TEXT, Tokens
 
 
 @ENCODERS.register(TEXT)

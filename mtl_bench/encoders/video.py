@@ -11,11 +11,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.layers import TransformerStack
+from mtl_bench.core.types import VIDEO, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import ImageEncoder
 from mtl_bench.errors import UserError
-from mtl_bench.models.layers import TransformerStack
-from mtl_bench.models.types import VIDEO, Tokens
 
 
 @ENCODERS.register(VIDEO)

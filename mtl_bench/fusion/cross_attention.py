@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused, Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.fusion.functional import concat_tokens, cross_attend, masked_mean, present_modalities, reject_options
+from mtl_bench.fusion.functional import concat_tokens, cross_attend, masked_mean, present_modalities
 from mtl_bench.fusion.late import LateFusion
-from mtl_bench.models.types import Fused, Tokens
 
 
 class CrossAttention(nn.Module):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mtl_bench.core.layers import TransformerStack
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused, Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.fusion.functional import concat_tokens, present_modalities, reject_options
-from mtl_bench.models.layers import TransformerStack
-from mtl_bench.models.types import Fused, Tokens
+from mtl_bench.fusion.functional import concat_tokens, present_modalities
 
 
 @FUSIONS.register("early")

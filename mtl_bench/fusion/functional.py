@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from mtl_bench.core.types import Tokens
 from mtl_bench.errors import UserError
-from mtl_bench.models.types import Tokens
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -93,9 +93,3 @@ def present_modalities(inputs: Mapping[str, Tokens], modalities: Sequence[str], 
             "build the model with every modality the tasks use"
         )
     return names
-
-
-def reject_options(kind: str, opts: Mapping[str, object]) -> None:
-    """Fail loudly on options a component does not take (a typo in ``options:`` would otherwise be ignored)."""
-    if opts:
-        raise UserError(f"{kind} got unknown options {sorted(opts)}")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused, Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.fusion.early import EarlyFusion
-from mtl_bench.fusion.functional import masked_mean, present_modalities, reject_options
+from mtl_bench.fusion.functional import masked_mean, present_modalities
 from mtl_bench.fusion.late import COMBINES, LateFusion
-from mtl_bench.models.types import Fused, Tokens
 
 CLS = "[cls]"  # the combiner's slot for the [CLS] vector (a name no modality can take)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused, Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.fusion.functional import (
@@ -17,9 +19,7 @@ from mtl_bench.fusion.functional import (
     gated_sum,
     masked_mean,
     present_modalities,
-    reject_options,
 )
-from mtl_bench.models.types import Fused, Tokens
 
 COMBINES = ("concat", "gate")
 

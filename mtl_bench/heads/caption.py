@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.layers import key_padding_mask
+from mtl_bench.core.types import Fused
 from mtl_bench.errors import UserError
 from mtl_bench.heads import HEADS
-from mtl_bench.models.layers import key_padding_mask
-from mtl_bench.models.types import Fused
 
 
 def causal_mask(length: int, device: torch.device) -> Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mtl_bench.core.types import Fused
 from mtl_bench.heads import HEADS
-from mtl_bench.models.types import Fused
 
 
 def mlp(dim: int, out: int, dropout: float) -> nn.Sequential:

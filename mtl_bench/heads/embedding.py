@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mtl_bench.core.types import Fused
 from mtl_bench.heads import HEADS
 from mtl_bench.heads.classifier import mlp
 from mtl_bench.losses.contrastive import INIT_TEMPERATURE, LogitScale
-from mtl_bench.models.types import Fused
 
 
 @HEADS.register("embedding")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mtl_bench.core.types import Fused
 from mtl_bench.heads import HEADS
 from mtl_bench.heads.classifier import mlp
-from mtl_bench.models.types import Fused
 
 
 @HEADS.register("tagger")

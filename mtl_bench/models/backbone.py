@@ -4,32 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO, Fused
 
 SCRATCH = "scratch"  # model.image_encoder / model.text_encoder value of the encoders trained from scratch
-
-
-class Backbone(nn.Module):
-    """``inputs`` {modality: raw tensor} -> Fused: encode each present modality (sorted), then fuse.
-
-    Raw tensors: image float [B, 3, H, W] in [0, 1], text long ids [B, L], video float [B, T, 3, H, W] in [0, 1].
-    """
-
-    def __init__(self, encoders: nn.ModuleDict, fusion: nn.Module) -> None:
-        super().__init__()
-        self.encoders = encoders
-        self.fusion = fusion
-
-    def forward(self, inputs: dict[str, Tensor]) -> Fused:
-        unknown = sorted(set(inputs) - set(self.encoders))
-        if unknown:
-            raise UserError(f"backbone has no encoder for {unknown}; it was built for {sorted(self.encoders)}")
-        return self.fusion({m: self.encoders[m](inputs[m]) for m in sorted(inputs)})
 
 
 def build_backbone(

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from mtl_bench.config.schema import RunConfig
+from mtl_bench.core.backbone import Backbone
 from mtl_bench.errors import UserError
-from mtl_bench.models.backbone import Backbone
 
 FORMAT = "mtl-bench-pretrained/1"
 # Settings that change the encoders' parameter shapes or the meaning of their inputs: they must match the run's.

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtl_bench.models.types import Fused
+from mtl_bench.core.types import Fused
 
 
 class MultiTaskModel(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtl_bench.models.types import Fused
+from mtl_bench.core.types import Fused
 
 
 class Sharing(nn.Module):

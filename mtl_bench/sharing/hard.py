@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from mtl_bench.fusion.functional import reject_options
-from mtl_bench.models.backbone import Backbone
-from mtl_bench.models.types import Fused
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused
 from mtl_bench.sharing import SHARINGS, check_task
 from mtl_bench.sharing.base import Sharing
 

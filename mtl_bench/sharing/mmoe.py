@@ -16,10 +16,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused, Tokens
 from mtl_bench.errors import UserError
-from mtl_bench.fusion.functional import concat_tokens, masked_mean, reject_options
-from mtl_bench.models.backbone import Backbone
-from mtl_bench.models.types import Fused, Tokens
+from mtl_bench.fusion.functional import concat_tokens, masked_mean
 from mtl_bench.sharing import SHARINGS, check_task
 from mtl_bench.sharing.base import Sharing
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Fused
 from mtl_bench.errors import UserError
-from mtl_bench.fusion.functional import reject_options
-from mtl_bench.models.backbone import Backbone
-from mtl_bench.models.types import Fused
 from mtl_bench.sharing import SHARINGS, check_task
 from mtl_bench.sharing.base import Sharing
 

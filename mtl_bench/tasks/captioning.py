@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_bench.config.schema import ModelConfig
+from mtl_bench.core.distributed import mean_over_workers
 from mtl_bench.data.batches import TaskData
 from mtl_bench.data.text import PAD_ID, caption_text
 from mtl_bench.heads import HEADS
@@ -23,7 +24,6 @@ from mtl_bench.metrics.captioning import caption_metrics
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.tasks.distill import softmax_kl
-from mtl_bench.weighting.sync import mean_over_workers
 
 
 @TASK_TYPES.register("captioning")

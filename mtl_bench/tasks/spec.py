@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtl_bench.models.types import MODALITIES
+from mtl_bench.core.types import MODALITIES
 
 
 class _Frozen(BaseModel):

@@ -9,7 +9,7 @@ the system in ``DistributedDataParallel`` and syncs the torchmetrics states. Wha
   gradients that autograd accumulates after it has been prepared, and a prepared reducer that never sees them fails
   at the next step. So the reducer stays off during the step (``without_reducer``) and ``average_gradients``
   averages every ``.grad`` afterwards in one collective; the gradient-based weightings average each task's gradient
-  before aggregating it (``weighting/sync.py``). No ``find_unused_parameters`` is needed: parameters a step leaves
+  before aggregating it (``core/distributed.py``). No ``find_unused_parameters`` is needed: parameters a step leaves
   untouched have no gradient on any process.
 - **Losses.** Each step's per-task losses are averaged over the processes (``reduce_step``), so the non-finite
   check fails on every process at once (no process waits forever in a collective) and loss-driven weightings
@@ -29,8 +29,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from mtl_bench.core.distributed import all_reduce_mean_, world_size
 from mtl_bench.errors import UserError
-from mtl_bench.weighting.sync import all_reduce_mean_, world_size
 
 STRATEGIES = ("auto", "ddp")  # others (ddp_spawn, fsdp, deepspeed) would lose the system's state or shard it
 

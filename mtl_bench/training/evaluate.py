@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.data.batches import TaskData, task_loader
 from mtl_bench.data.text import PAD_ID
-from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 from mtl_bench.tasks.base import TaskType
 
 

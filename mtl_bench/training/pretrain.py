@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
 
 from mtl_bench.config.schema import RunConfig
+from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.data.batches import TaskData, task_loader
 from mtl_bench.data.prepare import PreparedSuite, prepare_suite
 from mtl_bench.errors import UserError
@@ -27,7 +28,6 @@ from mtl_bench.fusion.functional import masked_mean
 from mtl_bench.losses.contrastive import LogitScale, info_nce
 from mtl_bench.models.build import build_model
 from mtl_bench.models.init_from import FORMAT, backbones, encoder_settings
-from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 from mtl_bench.results.io import write_bytes_atomic, write_json_atomic
 from mtl_bench.tasks.catalog import suite_tasks
 from mtl_bench.training.signals import Stopped, check, epochs_phrase, fitting, handle_stops, later, stop_callbacks

@@ -36,11 +36,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtl_bench.core.distributed import all_reduce_mean_
 from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import accumulate_grads, max_norm_combination, task_gradient
-from mtl_bench.weighting.sync import all_reduce_mean_
 
 EPS = 1e-8
 

@@ -43,11 +43,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtl_bench.core.distributed import mean_over_workers
 from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import adam_step_, famo_logit_grad, famo_loss
-from mtl_bench.weighting.sync import mean_over_workers
 
 EPS = 1e-8
 AFTER = ("next_step", "same_batch")

@@ -46,11 +46,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from mtl_bench.core.distributed import mean_over_workers
 from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import gradient_norm, gradnorm_objective
-from mtl_bench.weighting.sync import mean_over_workers
 
 CHOICES = {
     "norm_over": ("last_shared", "shared"),

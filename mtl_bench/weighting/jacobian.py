@@ -114,13 +114,13 @@ import torch
 from torch import Tensor
 from torchjd.autojac import jac_to_grad
 
+from mtl_bench.core.distributed import all_reduce_mean_
 from mtl_bench.errors import UserError
 from mtl_bench.weighting import WEIGHTINGS, exact
 from mtl_bench.weighting.aggregators import AGGREGATORS, Aggregator, AggregatorSpec, GramianRule
 from mtl_bench.weighting.base import Weighting
 from mtl_bench.weighting.functional import accumulate_grads, task_gradient
 from mtl_bench.weighting.state import aggregator_state, load_aggregator_state
-from mtl_bench.weighting.sync import all_reduce_mean_
 
 __all__ = ["AGGREGATORS", "AggregatorSpec", "JacobianWeighting"]
 

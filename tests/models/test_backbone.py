@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.models.backbone import Backbone, build_backbone
-from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO
+from mtl_bench.models.backbone import build_backbone
 
 from .tiny import BATCH, DIM, FRAMES, IMAGE_SIZE, VOCAB, assert_finite_grads, raw_input, subsets
 

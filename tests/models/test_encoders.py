@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import ImageEncoder
 from mtl_bench.encoders.video import VideoEncoder
 from mtl_bench.errors import UserError
-from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 
 from .tiny import BATCH, DIM, FRAMES, TEXT_LEN, assert_finite_grads, build_tiny, raw_input
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import torch
 
+from mtl_bench.core.types import MODALITIES
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
-from mtl_bench.models.types import MODALITIES
 
 from .tiny import BATCH, DIM, assert_finite_grads, subsets, tokens
 

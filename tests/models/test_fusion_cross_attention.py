@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from mtl_bench.core.types import MODALITIES, Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.fusion.cross_attention import CrossAttention, CrossAttentionFusion
-from mtl_bench.models.types import MODALITIES, Tokens
 
 from .tiny import BATCH, DIM, tokens
 

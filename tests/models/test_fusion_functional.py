@@ -7,10 +7,11 @@ import doctest
 import pytest
 import torch
 
+from mtl_bench.core.layers import key_padding_mask
+from mtl_bench.core.options import reject_options
+from mtl_bench.core.types import Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import functional as F
-from mtl_bench.models.layers import key_padding_mask
-from mtl_bench.models.types import Tokens
 
 
 def test_doctests() -> None:
@@ -58,9 +59,9 @@ def test_present_modalities_sorts_and_rejects_bad_sets() -> None:
 
 
 def test_reject_options_names_the_unknown_keys() -> None:
-    F.reject_options("fusion 'x'", {})
+    reject_options("fusion 'x'", {})
     with pytest.raises(UserError, match="combin"):
-        F.reject_options("fusion 'x'", {"combin": "gate"})
+        reject_options("fusion 'x'", {"combin": "gate"})
 
 
 def test_cross_attention_by_hand_with_a_masked_key() -> None:

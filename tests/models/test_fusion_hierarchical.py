@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mtl_bench.core.types import Tokens
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.fusion.hierarchical import HierarchicalFusion
-from mtl_bench.models.types import Tokens
 
 from .tiny import subsets, tokens
 

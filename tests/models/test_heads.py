@@ -8,10 +8,10 @@ import itertools
 import pytest
 import torch
 
+from mtl_bench.core.types import Fused
 from mtl_bench.errors import UserError
 from mtl_bench.heads import HEADS
 from mtl_bench.heads.caption import CaptionDecoder
-from mtl_bench.models.types import Fused
 
 from .tiny import BATCH, DIM, TINY, VOCAB, assert_finite_grads, build_tiny
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.heads import HEADS
 from mtl_bench.models.backbone import build_backbone
 from mtl_bench.models.multitask import MultiTaskModel
-from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 from mtl_bench.sharing import SHARINGS
 
 from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from mtl_bench.config.schema import ModelConfig, RunConfig
+from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.encoders.pretrained_image import PretrainedImageEncoder
 from mtl_bench.encoders.pretrained_text import PretrainedTextEncoder, pretrained_tokenizer
 from mtl_bench.errors import UserError
 from mtl_bench.heads import HEADS
 from mtl_bench.models.backbone import build_backbone
 from mtl_bench.models.build import build_model
-from mtl_bench.models.types import IMAGE, TEXT, VIDEO
 
 from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input
 

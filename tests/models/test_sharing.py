@@ -8,10 +8,11 @@ import re
 import pytest
 import torch
 
+from mtl_bench.core.backbone import Backbone
+from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO, Fused, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
-from mtl_bench.models.backbone import Backbone, build_backbone
-from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO, Fused, Tokens
+from mtl_bench.models.backbone import build_backbone
 from mtl_bench.sharing import SHARINGS
 from mtl_bench.sharing.adapters import lora_points
 from mtl_bench.sharing.mmoe import mix_experts

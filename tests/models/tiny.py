@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_bench.models.types import IMAGE, MODALITIES, TEXT, VIDEO, Tokens
+from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO, Tokens
 
 BATCH, DIM, VOCAB, IMAGE_SIZE, FRAMES, TEXT_LEN = 3, 16, 30, 16, 3, 5
 

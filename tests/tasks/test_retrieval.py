@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from mtl_bench.config.load import build_config
+from mtl_bench.core.types import Fused
 from mtl_bench.data.batches import TaskData
 from mtl_bench.errors import UserError
 from mtl_bench.heads import HEADS
 from mtl_bench.losses.contrastive import LogitScale
 from mtl_bench.metrics.retrieval import RETRIEVAL_METRICS, RetrievalScore, retrieval_score
-from mtl_bench.models.types import Fused
 from mtl_bench.tasks.base import TaskContext
 from mtl_bench.tasks.catalog import all_tasks, get_task, tasks_root
 from mtl_bench.tasks.retrieval import Retrieval

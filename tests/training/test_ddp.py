@@ -2,7 +2,7 @@
 
 Why the runs can match: every process cuts the same global batches and takes its half of each (``data/batches.py``),
 gradients are averaged over the processes (``training/distributed.py``), gradient-based weightings average each
-task's gradient before aggregating (``weighting/sync.py``), and the metrics are gathered by torchmetrics. With
+task's gradient before aggregating (``core/distributed.py``), and the metrics are gathered by torchmetrics. With
 dropout 0 (dropout masks are drawn per process) and no BatchNorm in the scratch encoders, the two-process gradient
 of a per-sample mean loss equals the one-process gradient up to float rounding: the gloo test below shows that to
 1e-6 for ``ew`` and ``pcgrad``.

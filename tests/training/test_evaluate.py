@@ -72,7 +72,7 @@ def test_robustness_reports_the_drop_per_missing_input():
 
 def test_flops_count_transformer_layers_in_eval_mode_too():
     """PyTorch's fused inference path for encoder layers is invisible to the counter; we must not report it as 0."""
-    from mtl_bench.models.layers import TransformerStack
+    from mtl_bench.core.layers import TransformerStack
 
     class Stack(nn.Module):
         def __init__(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtl_bench.models.types import Tokens
+from mtl_bench.core.types import Tokens
 
 
 def key_padding_mask(mask: Tensor) -> Tensor:
