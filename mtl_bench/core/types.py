@@ -26,3 +26,7 @@ class Fused(NamedTuple):
 # Modality names used as dict keys everywhere (inputs, encoders, fusion).
 TEXT, IMAGE, VIDEO = "text", "image", "video"
 MODALITIES = (IMAGE, TEXT, VIDEO)
+
+# model.image_encoder / model.text_encoder value choosing the modality's default encoder, trained from scratch
+# (the encoder registered under the modality's own name); any other value names a pretrained network or an encoder.
+SCRATCH = "scratch"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +10,9 @@ from torch import Tensor, nn
 from mtl_bench.core.types import IMAGE, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from mtl_bench.encoders.settings import EncoderSettings
 
 # ImageNet statistics: inputs arrive in [0, 1] and are normalised inside, so callers never have to.
 MEAN = (0.485, 0.456, 0.406)
@@ -67,6 +70,14 @@ class ImageEncoder(nn.Module):
         # layers and makes the smoke widths (8, 16) 35% slower, hence only from 32 channels up (benchmarks/README.md).
         # Results differ from NCHW only in float rounding.
         self.memory_format = torch.channels_last if min(channels) >= 32 else torch.contiguous_format
+
+    @classmethod
+    def from_config(cls, settings: EncoderSettings, frame_encoder: nn.Module | None = None) -> ImageEncoder:
+        """The run's scratch image encoder (``frame_encoder`` is for video encoders; unused here)."""
+        return cls(
+            settings.dim, image_size=settings.image_size, channels=tuple(settings.image_channels),
+            dropout=settings.dropout,
+        )  # fmt: skip
 
     def forward(self, images: Tensor) -> Tokens:
         if tuple(images.shape[-3:]) != (3, self.image_size, self.image_size):

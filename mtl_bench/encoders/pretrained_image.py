@@ -27,19 +27,22 @@ means match that scaling, see tests/models/test_pretrained.py); timm models use 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_bench.core.types import IMAGE, Tokens
+from mtl_bench.core.types import IMAGE, SCRATCH, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import grid_tokens
 from mtl_bench.encoders.pretrained import IMAGE_FIELD, PretrainedEncoder, choice_error, optional_import
 from mtl_bench.errors import UserError
 from mtl_bench.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from mtl_bench.encoders.settings import EncoderSettings
 
 LITE0 = "efficientnet-lite0"
 TIMM = "timm:"
@@ -125,7 +128,7 @@ class PretrainedImageEncoder(PretrainedEncoder):
             channels, stride = net.feature_info.channels()[-1], net.feature_info.reduction()[-1]
             fixed = tuple(cfg.input_size[-2:]) if cfg.fixed_input_size else None
         else:
-            hint = did_you_mean(source, ["scratch", LITE0, "timm:NAME"])
+            hint = did_you_mean(source, [SCRATCH, LITE0, "timm:NAME"])
             raise choice_error(IMAGE_FIELD, source, f"not a pretrained image encoder; {hint}")
         super().__init__(net, freeze)
         self.source, self.dim, self.grid = source, dim, grid
@@ -137,6 +140,13 @@ class PretrainedImageEncoder(PretrainedEncoder):
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_config(cls, settings: EncoderSettings, frame_encoder: nn.Module | None = None) -> PretrainedImageEncoder:
+        """The pretrained network ``model.image_encoder`` names (``frame_encoder``: unused)."""
+        return cls(
+            settings.dim, source=settings.image_encoder, freeze=settings.freeze_pretrained, dropout=settings.dropout
+        )
 
     def network_input(self, images: Tensor) -> Tensor:
         """Resized (see the module docstring) and normalised images, as the pretrained network expects them."""

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from mtl_bench.core.layers import key_padding_mask
-from mtl_bench.core.types import TEXT, Tokens
+from mtl_bench.core.types import SCRATCH, TEXT, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.pretrained import TEXT_FIELD, PretrainedEncoder, choice_error, from_local, optional_import
 from mtl_bench.errors import UserError
 from mtl_bench.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from mtl_bench.encoders.settings import EncoderSettings
 
 MINILM = "minilm-l6"
 HF = "hf:"
@@ -40,9 +43,9 @@ def text_source(value: str) -> str:
     if value.startswith(HF) and len(value) > len(HF):
         optional_import("transformers", TEXT_FIELD, value, needs="transformers: pip install transformers")
         return value[len(HF) :]
-    if value == "scratch":
+    if value == SCRATCH:
         raise choice_error(TEXT_FIELD, value, f"not pretrained (it reads our word ids); use {MINILM!r} or 'hf:NAME'")
-    hint = did_you_mean(value, ["scratch", MINILM, "hf:NAME"])
+    hint = did_you_mean(value, [SCRATCH, MINILM, "hf:NAME"])
     raise choice_error(TEXT_FIELD, value, f"not a pretrained text encoder; {hint}")
 
 
@@ -126,6 +129,15 @@ class PretrainedTextEncoder(PretrainedEncoder):
         self.project = nn.Linear(hidden, dim)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, settings: EncoderSettings, frame_encoder: nn.Module | None = None) -> PretrainedTextEncoder:
+        """The pretrained network ``model.text_encoder`` names (``frame_encoder``: unused). Its padding id is its
+        tokenizer's, not ``settings.pad_id`` (ours)."""
+        return cls(
+            settings.dim, source=settings.text_encoder, freeze=settings.freeze_pretrained,
+            max_len=settings.max_text_len, dropout=settings.dropout,
+        )  # fmt: skip
 
     def forward(self, ids: Tensor) -> Tokens:
         if ids.shape[1] > self.max_len:

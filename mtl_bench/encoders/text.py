@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,9 @@ from mtl_bench.core.layers import TransformerStack
 from mtl_bench.core.types import TEXT, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from mtl_bench.encoders.settings import EncoderSettings
 
 
 @ENCODERS.register(TEXT)
@@ -41,6 +44,14 @@ class TextEncoder(nn.Module):
         self.position = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.stack = TransformerStack(dim, heads, layers, dropout)
+
+    @classmethod
+    def from_config(cls, settings: EncoderSettings, frame_encoder: nn.Module | None = None) -> TextEncoder:
+        """The run's scratch title encoder over our word ids (``frame_encoder``: unused)."""
+        return cls(
+            settings.vocab_size, settings.dim, layers=settings.text_layers, heads=settings.heads,
+            max_len=settings.max_text_len, dropout=settings.dropout, pad_id=settings.pad_id,
+        )  # fmt: skip
 
     def forward(self, ids: Tensor) -> Tokens:
         length = ids.shape[1]

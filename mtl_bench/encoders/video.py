@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from mtl_bench.core.layers import TransformerStack
-from mtl_bench.core.types import VIDEO, Tokens
+from mtl_bench.core.types import IMAGE, VIDEO, Tokens
 from mtl_bench.encoders import ENCODERS
 from mtl_bench.encoders.image import ImageEncoder
+from mtl_bench.encoders.settings import EncoderSettings, chosen_encoder
 from mtl_bench.errors import UserError
 
 
@@ -22,16 +23,17 @@ from mtl_bench.errors import UserError
 class VideoEncoder(nn.Module):
     """Frames [B, T, 3, H, W] in [0, 1] -> Tokens [B, T, D], one token per frame (all real).
 
-    Pass ``frame_encoder`` to share one ImageEncoder object with the image modality (its parameters then get
-    gradients from both); otherwise a private one is built with ``image_size``.
+    Pass ``frame_encoder`` (any image encoder with a ``dim``) to share one object with the image modality (its
+    parameters then get gradients from both); otherwise a private scratch ImageEncoder is built with ``image_size``.
     """
 
     modality: ClassVar[str] = VIDEO  # the input key this encoder reads
+    frames_from: ClassVar[str] = IMAGE  # backbones pass it that modality's encoder (shared) as ``frame_encoder``
 
     def __init__(
         self,
         dim: int,
-        frame_encoder: ImageEncoder | None = None,
+        frame_encoder: nn.Module | None = None,
         num_frames: int = 8,
         layers: int = 1,
         heads: int = 4,
@@ -48,6 +50,17 @@ class VideoEncoder(nn.Module):
         self.time = nn.Parameter(torch.randn(1, num_frames, dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.stack = TransformerStack(dim, heads, layers, dropout)
+
+    @classmethod
+    def from_config(cls, settings: EncoderSettings, frame_encoder: nn.Module | None = None) -> VideoEncoder:
+        """The run's video encoder over ``frame_encoder`` (the image modality's, to share it); without one, a
+        private frame encoder is built first, the one ``model.image_encoder`` chooses, from the same settings."""
+        if frame_encoder is None:
+            frame_encoder = chosen_encoder(IMAGE, settings).from_config(settings)
+        return cls(
+            settings.dim, frame_encoder=frame_encoder, num_frames=settings.num_frames, layers=settings.video_layers,
+            heads=settings.heads, dropout=settings.dropout,
+        )  # fmt: skip
 
     def forward(self, frames: Tensor) -> Tokens:
         batch, steps = frames.shape[:2]

@@ -7,70 +7,50 @@ from typing import Any
 from torch import nn
 
 from mtl_bench.core.backbone import Backbone
-from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO
-from mtl_bench.encoders import ENCODERS
+from mtl_bench.core.types import MODALITIES
+from mtl_bench.encoders.settings import EncoderSettings, chosen_encoder
 from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 
-SCRATCH = "scratch"  # model.image_encoder / model.text_encoder value of the encoders trained from scratch
+
+def build_encoders(modalities: list[str], settings: EncoderSettings) -> dict[str, nn.Module]:
+    """{modality: encoder} for the sorted ``modalities``, each the registered encoder ``settings`` chooses.
+
+    Built in the fixed order of ``MODALITIES`` (image, text, video): every construction draws from the global RNG,
+    so this order is what makes a seed give the same initial weights. An encoder whose class names a modality in
+    ``frames_from`` (video: image) gets that modality's encoder object: with image and video, ONE image encoder
+    encodes photos and frames (shared parameters); with video alone it is still built, at the image encoder's turn
+    and with the same settings, as the video encoder's private frame encoder.
+    """
+    classes = {m: chosen_encoder(m, settings) for m in modalities}
+    wanted = set(modalities) | {c.frames_from for c in classes.values() if getattr(c, "frames_from", None)}
+    built: dict[str, nn.Module] = {}
+    for modality in MODALITIES:
+        if modality in wanted:
+            cls = classes.get(modality) or chosen_encoder(modality, settings)
+            source = getattr(cls, "frames_from", None)
+            built[modality] = cls.from_config(settings, frame_encoder=built[source] if source else None)
+    return {m: built[m] for m in modalities}
 
 
 def build_backbone(
     modalities: list[str],
-    dim: int,
-    vocab_size: int,
+    settings: EncoderSettings,
     fusion: str = "early",
     fusion_opts: dict[str, Any] | None = None,
-    image_size: int = 32,
-    image_channels: tuple[int, ...] = (32, 64),
-    num_frames: int = 8,
-    max_text_len: int = 32,
-    text_layers: int = 1,
-    video_layers: int = 1,
     fusion_layers: int = 1,
-    heads: int = 4,
-    dropout: float = 0.1,
-    pad_id: int = 0,
-    image_encoder: str = SCRATCH,
-    text_encoder: str = SCRATCH,
-    freeze_pretrained: bool = True,
 ) -> Backbone:
-    """A backbone with the chosen encoder of each modality and the named fusion.
+    """A backbone with the chosen encoder of each modality (``build_encoders``) and the named fusion.
 
-    ``image_encoder`` / ``text_encoder``: "scratch" (the registered default of the modality) or a pretrained network
-    name (see ``encoders/pretrained_image.py``, ``encoders/pretrained_text.py``), frozen when ``freeze_pretrained``.
-    With both image and video, ONE image encoder object encodes photos and video frames (shared parameters);
-    with video alone, the video encoder gets its own frame encoder built with the same settings.
+    The fusion module is built last, with ``settings``' width, heads and dropout, ``fusion_layers`` and its options.
     """
     names = sorted(set(modalities))
     unknown = [m for m in names if m not in MODALITIES]
     if not names or unknown:
         raise UserError(f"model modalities {modalities} must be a non-empty subset of {list(MODALITIES)}")
-    encoders: dict[str, nn.Module] = {}
-    frame_encoder = None
-    if IMAGE in names or VIDEO in names:
-        if image_encoder == SCRATCH:
-            frame_encoder = ENCODERS.get(IMAGE)(
-                dim, image_size=image_size, channels=tuple(image_channels), dropout=dropout
-            )
-        else:
-            frame_encoder = ENCODERS.get("pretrained-image")(
-                dim, source=image_encoder, freeze=freeze_pretrained, dropout=dropout
-            )
-    if IMAGE in names:
-        encoders[IMAGE] = frame_encoder
-    if TEXT in names:
-        if text_encoder == SCRATCH:
-            encoders[TEXT] = ENCODERS.get(TEXT)(
-                vocab_size, dim, layers=text_layers, heads=heads, max_len=max_text_len, dropout=dropout, pad_id=pad_id
-            )
-        else:
-            encoders[TEXT] = ENCODERS.get("pretrained-text")(
-                dim, source=text_encoder, freeze=freeze_pretrained, max_len=max_text_len, dropout=dropout
-            )
-    if VIDEO in names:
-        encoders[VIDEO] = ENCODERS.get(VIDEO)(
-            dim, frame_encoder=frame_encoder, num_frames=num_frames, layers=video_layers, heads=heads, dropout=dropout
-        )
-    fuse = FUSIONS.get(fusion)(dim, names, layers=fusion_layers, heads=heads, dropout=dropout, **(fusion_opts or {}))
+    encoders = build_encoders(names, settings)
+    fuse = FUSIONS.get(fusion)(
+        settings.dim, names, layers=fusion_layers, heads=settings.heads, dropout=settings.dropout,
+        **(fusion_opts or {}),
+    )  # fmt: skip
     return Backbone(nn.ModuleDict(encoders), fuse)

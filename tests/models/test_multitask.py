@@ -15,15 +15,15 @@ from mtl_bench.models.backbone import build_backbone
 from mtl_bench.models.multitask import MultiTaskModel
 from mtl_bench.sharing import SHARINGS
 
-from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input
+from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input, settings
 
 TASK_INPUTS = {"classify": [IMAGE, TEXT], "describe": [IMAGE], "tag": [VIDEO]}
 
 
 def tiny_model(sharing: str) -> MultiTaskModel:
     def make_backbone():  # noqa: ANN202
-        return build_backbone([IMAGE, TEXT, VIDEO], DIM, VOCAB, image_size=16, image_channels=(8, 16),
-                              num_frames=FRAMES, max_text_len=8, heads=2)  # fmt: skip
+        tiny = settings(image_size=16, image_channels=(8, 16), num_frames=FRAMES, max_text_len=8, heads=2)
+        return build_backbone([IMAGE, TEXT, VIDEO], tiny)
 
     heads = nn.ModuleDict({
         "classify": HEADS.get("classifier")(DIM, 5),
@@ -50,7 +50,7 @@ def test_multitask_model_serves_every_task(sharing: str) -> None:
 
 
 def test_multitask_model_checks_heads_match_tasks() -> None:
-    sharing = SHARINGS.get("hard")(lambda: build_backbone([IMAGE], DIM, VOCAB, image_size=16), ["x"])
+    sharing = SHARINGS.get("hard")(lambda: build_backbone([IMAGE], settings(image_size=16)), ["x"])
     with pytest.raises(ValueError, match="heads exist"):
         MultiTaskModel(sharing, nn.ModuleDict({"y": HEADS.get("classifier")(DIM, 2)}))
 

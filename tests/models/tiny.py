@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_bench.core.types import IMAGE, MODALITIES, TEXT, VIDEO, Tokens
+from mtl_bench.encoders.settings import EncoderSettings
 
 BATCH, DIM, VOCAB, IMAGE_SIZE, FRAMES, TEXT_LEN = 3, 16, 30, 16, 3, 5
 
@@ -28,6 +29,11 @@ TINY: dict[str, Any] = {
     "num_classes": 5,
     "num_tags": 4,
 }
+
+
+def settings(**fields: Any) -> EncoderSettings:
+    """Encoder settings of width DIM over VOCAB word ids; other fields keep EncoderSettings' defaults unless given."""
+    return EncoderSettings(dim=DIM, vocab_size=VOCAB, **fields)
 
 
 def build_tiny(cls: type[nn.Module], **overrides: Any) -> nn.Module:
