@@ -18,7 +18,8 @@ from torch import Tensor
 from mtl_bench.config.schema import DataConfig
 from mtl_bench.core.types import TEXT
 from mtl_bench.data.batches import TaskData
-from mtl_bench.data.sources import Skipped, load_sources
+from mtl_bench.data.sources import load_sources
+from mtl_bench.data.sources.types import Skipped
 from mtl_bench.data.text import decode, encode, train_tokenizer
 from mtl_bench.errors import UserError
 from mtl_bench.tasks import TASK_TYPES

@@ -14,7 +14,7 @@ class _Frozen(BaseModel):
 
 
 class DatasetSpec(_Frozen):
-    source: str = "builtin"  # a registered data source (mtl_bench/data/sources.py); builtin = the generated shop
+    source: str = "builtin"  # a registered data source (mtl_bench/data/sources/); builtin = the generated shop
     name: str = "shop"
     subset: str  # the source's subset (builtin: classification, captioning, video)
     options: dict[str, Any] = {}  # the source's own settings, checked by the source when it loads

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.data.fashion import SUBSETS, load_fashion, resolve_options
-from mtl_bench.data.fashion_images import MOTIONS, camera_path, clip, decode_square
-from mtl_bench.data.fashion_rows import (
+from mtl_bench.data.sources.fashion.images import MOTIONS, camera_path, clip, decode_square
+from mtl_bench.data.sources.fashion.load import load_fashion, resolve_options
+from mtl_bench.data.sources.fashion.rows import (
     MASK,
     fold_rare_tags,
     grouped_split,
@@ -29,6 +29,7 @@ from mtl_bench.data.fashion_rows import (
     parse_styles,
     rare_values,
 )
+from mtl_bench.data.sources.fashion.types import SUBSETS
 from mtl_bench.errors import UserError
 from mtl_bench.tasks.spec import TaskSpec
 from tests.conftest import ROOT
@@ -229,10 +230,20 @@ def _real_rows(n: int) -> list[dict[str, str]]:
         return list(csv.DictReader(f))[:n]
 
 
+PLANTED = {  # what tiny_folder plants, skipped in every subset
+    "image missing": 1,
+    "image cannot be decoded": 1,
+    "duplicate photo (same bytes as a kept product)": 1,
+}
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
+    return tiny_folder(tmp_path / "tiny")
+
+
+def tiny_folder(folder: Path) -> Path:
     """30 real rows, plus one row whose image is missing, one with a corrupt JPEG and one duplicate photo."""
-    folder = tmp_path / "tiny"
     (folder / "images").mkdir(parents=True)
     rows = _real_rows(30)
     for row in rows:
@@ -256,7 +267,7 @@ def test_tiny_folder_loads_and_reports_what_it_skipped(tiny, tmp_path):
     assert sorted(loaded.subsets) == sorted(SUBSETS)
     for subset in SUBSETS:
         skipped = loaded.skipped[subset]
-        assert skipped.counts["image missing"] == 1 and skipped.examples["image missing"] == ["900001"]
+        assert skipped.counts == PLANTED and skipped.examples["image missing"] == ["900001"]
         assert skipped.examples["image cannot be decoded"] == ["900002"]
         rows = _real_rows(3)
         assert skipped.examples["duplicate photo (same bytes as a kept product)"] == [f"900003 (= {rows[2]['id']})"]

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.data.files import load_files
-from mtl_bench.data.files_build import seeded_split
-from mtl_bench.data.video_files import resize_crop, write_clip
+from mtl_bench.data.sources.files.build import seeded_split
+from mtl_bench.data.sources.files.load import load_files
+from mtl_bench.data.sources.files.video import resize_crop, write_clip
 from mtl_bench.errors import UserError
 from mtl_bench.tasks.spec import TaskSpec
 from tests.conftest import run_cli
@@ -111,9 +111,9 @@ def test_cache_is_keyed_by_file_bytes_not_size_and_mtime(tmp_path, monkeypatch):
     path = write_rows(tmp_path / "p.csv", rows)
     options = {"data_files": "p.csv", "split_column": "split"}
     first = load_files([spec(options)], cfg(tmp_path, tmp_path))
-    from mtl_bench.data import files_build
+    from mtl_bench.data.sources.files import build
 
-    monkeypatch.setattr(files_build, "build", None)  # a second load must come from the cache
+    monkeypatch.setattr(build, "build", None)  # a second load must come from the cache
     again = load_files([spec(options)], cfg(tmp_path, tmp_path))
     assert again.fingerprint == first.fingerprint and again.notes == first.notes
     monkeypatch.undo()

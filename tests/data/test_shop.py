@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_bench.data import cache, shop
-from mtl_bench.data.cache import content_fingerprint, load_shop
-from mtl_bench.data.shop import CATEGORY_NAMES, DEFAULT_SIZES, TAG_NAMES, generate_shop
+from mtl_bench.data.sources.builtin import cache, shop
+from mtl_bench.data.sources.builtin.cache import load_shop
+from mtl_bench.data.sources.builtin.shop import CATEGORY_NAMES, DEFAULT_SIZES, TAG_NAMES, generate_shop
+from mtl_bench.data.sources.cache import content_fingerprint
 from mtl_bench.errors import UserError
 
 SMALL = {"classification": (24, 8, 8), "captioning": (16, 8, 8), "video": (12, 6, 6)}

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtl_bench.data import video_files
-from mtl_bench.data.video_files import VideoReadError, read_clip, resize_crop, sample_indices, write_clip
+from mtl_bench.data.sources.files import video as video_files
+from mtl_bench.data.sources.files.video import VideoReadError, read_clip, resize_crop, sample_indices, write_clip
 
 TOLERANCE = 6  # grey levels a solid frame may drift through yuv420p and lossy coding
 GREEN, RED = (40, 160, 60), (200, 40, 40)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.data.fashion_rows import TITLE, parse_styles
-from mtl_bench.data.shop import generate_shop
+from mtl_bench.data.sources.builtin.shop import generate_shop
+from mtl_bench.data.sources.fashion.rows import TITLE, parse_styles
 from mtl_bench.data.text import caption_text, caption_words, decode, encode, train_tokenizer
 from mtl_bench.metrics.captioning import BLEU4, ROUGEL, COCORougeL, caption_metrics, lcs_length
 from mtl_bench.tasks.captioning import Captioning
@@ -76,7 +76,7 @@ def shop_captions() -> list[str]:
 
 
 def fashion_captions() -> list[str]:
-    """Every title of the shared fashion data as the fashion source turns it into a caption (fashion_build)."""
+    """Every title of the shared fashion data as the fashion source turns it into a caption (fashion/build.py)."""
     rows = parse_styles((REAL / "styles.csv").read_text()).rows
     return [" ".join(str(r[TITLE]).lower().split()) for r in rows]
 

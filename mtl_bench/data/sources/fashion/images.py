@@ -4,11 +4,11 @@ Photos are padded to a square on white, not cropped: the catalogue shoots produc
 portrait (225 x 300), and a centre crop would cut the top and bottom off dresses, shoes and watch straps. The square
 is then resized (antialiased bicubic) to ``image_size``.
 
-Video clips are camera motions over the square photo, in the spirit of ``render.py``'s video cameras: each frame is
-a crop box of the photo resized to ``image_size``. Zoom-in shrinks the box (the product grows), zoom-out grows it,
-pan-left moves the box left (the product drifts right), pan-right the other way. As in ``render.py``, the mid-clip
-state is random and a clip and its time reversal are equally likely, so only the order of frames tells zoom-in from
-zoom-out and pan-left from pan-right.
+Video clips are camera motions over the square photo, in the spirit of ``builtin/render.py``'s video cameras: each
+frame is a crop box of the photo resized to ``image_size``. Zoom-in shrinks the box (the product grows), zoom-out
+grows it, pan-left moves the box left (the product drifts right), pan-right the other way. As in
+``builtin/render.py``, the mid-clip state is random and a clip and its time reversal are equally likely, so only the
+order of frames tells zoom-in from zoom-out and pan-left from pan-right.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Processing of the fashion source: from raw rows to the four subsets (see ``fashion.py`` for what they hold).
+"""Processing of the fashion source: from raw rows to the four subsets (see ``load.py`` for what they hold).
 
 Each row is checked (fields, id, image present, not a duplicate photo, decodable), its photo squared and filmed once,
 then the kept products get one grouped split, rare classes are folded or dropped, and every subset is built as a
@@ -17,9 +17,9 @@ from typing import Any
 import datasets
 import numpy as np
 
-from mtl_bench.data.fashion import SUBSETS, VERSION, Catalogue
-from mtl_bench.data.fashion_images import MOTIONS, camera_path, clip, decode_square, still
-from mtl_bench.data.fashion_rows import (
+from mtl_bench.data.sources.arrow import to_dataset
+from mtl_bench.data.sources.fashion.images import MOTIONS, camera_path, clip, decode_square, still
+from mtl_bench.data.sources.fashion.rows import (
     COLOUR_WORDS,
     LABEL,
     TITLE,
@@ -31,8 +31,8 @@ from mtl_bench.data.fashion_rows import (
     normalise_title,
     rare_values,
 )
-from mtl_bench.data.shop import _to_dataset
-from mtl_bench.data.sources import Loaded, Skipped
+from mtl_bench.data.sources.fashion.types import SUBSETS, VERSION, Catalogue
+from mtl_bench.data.sources.types import Loaded, Skipped
 from mtl_bench.errors import UserError
 
 SPLITS = ("train", "validation", "test")
@@ -181,6 +181,6 @@ def _datasets(
                     picked = np.stack(picked) if picked else np.zeros((0, *shape), np.uint8)
                 cols[column] = picked
             key = f"fashion|v{VERSION}|{params['content']}|{json.dumps(params, sort_keys=True)}|{subset}|{name}"
-            splits[name] = _to_dataset(cols, feats, name, hashlib.sha256(key.encode()).hexdigest()[:32])
+            splits[name] = to_dataset(cols, feats, name, hashlib.sha256(key.encode()).hexdigest()[:32])
         out[subset] = datasets.DatasetDict(splits)
     return out

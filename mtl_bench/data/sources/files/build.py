@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,15 @@ import datasets
 import numpy as np
 from PIL import Image, ImageOps
 
-from mtl_bench.data.files import Column, Recipe
-from mtl_bench.data.shop import _to_dataset
-from mtl_bench.data.sources import Skipped
-from mtl_bench.data.video_files import VideoReadError, read_clip, resize_crop
+from mtl_bench.data.sources.arrow import to_dataset
+from mtl_bench.data.sources.files.types import Column, Recipe, Table
+from mtl_bench.data.sources.files.video import VideoReadError, read_clip, resize_crop
+from mtl_bench.data.sources.types import Skipped
 from mtl_bench.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 SPLIT_NAMES = {"train": 0, "training": 0, "validation": 1, "val": 1, "valid": 1, "dev": 1, "test": 2}
 TAGS_EXPECTED = 'tagging needs a list of tags per row: a JSON list (["a", "b"]) or an "a|b" string'
-
-
-@dataclass
-class Table:
-    """Rows read from the data file(s) or a ``datasets`` dataset."""
-
-    name: str  # the file names or dataset id, for messages
-    key: str  # sha256 over the content (file bytes, or the datasets fingerprints)
-    columns: list[str]  # columns present in every file
-    rows: list[dict[str, Any]]
-    where: list[str]  # per row: "row N" ("FILE row N" when there are several files), for examples
-    splits: list[int] | None = None  # per row, the dataset's own split (a hub dataset with train/validation/test)
-    malformed: list[str] = field(default_factory=list)  # examples of lines that are no JSON object
 
 
 class _Skip(Exception):
@@ -387,5 +373,5 @@ def _datasets(rows: list[tuple[dict[str, Any], int]], names: dict[str, list[str]
                 cols[name] = [[ids[name][t] for t in v] for v in column]
             else:
                 cols[name] = column
-        out[split] = _to_dataset(cols, feats, split, hashlib.sha256(f"{key}|{split}".encode()).hexdigest()[:32])
+        out[split] = to_dataset(cols, feats, split, hashlib.sha256(f"{key}|{split}".encode()).hexdigest()[:32])
     return datasets.DatasetDict(out)

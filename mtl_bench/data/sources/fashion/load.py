@@ -10,14 +10,14 @@ Clean-up, reported in ``Loaded.skipped`` (per subset) and ``Loaded.notes``: rows
 image, malformed CSV lines, repeated ids and duplicate photos (identical bytes; the first is kept) are skipped;
 article types and tag values seen fewer than ``min_class_count`` times are folded into ``other`` or dropped
 (``rare_classes``). One split serves every subset, so a product is in the same split for every task; it is grouped
-by normalised title (``fashion_rows.normalise_title``), so colour variants of one product never straddle splits.
+by normalised title (``rows.normalise_title``), so colour variants of one product never straddle splits.
 
 Subsets (every one has an ``id`` column; images uint8 [S, S, 3], clips uint8 [T, S, S, 3]):
-- ``classification``: image, title (article-type words masked, ``fashion_rows.mask_title``) -> label (articleType)
+- ``classification``: image, title (article-type words masked, ``rows.mask_title``) -> label (articleType)
 - ``captioning``: image -> caption (the product title, lower case)
 - ``attributes``: image -> tags (``colour:``, ``gender:``, ``season:``, ``usage:``); no title, which names the colour
   and gender in about 90% of rows
-- ``video``: frames (camera motion over the photo, ``fashion_images``) -> tags (the attribute tags + ``motion:``),
+- ``video``: frames (camera motion over the photo, ``images.py``) -> tags (the attribute tags + ``motion:``),
   motion
 
 Source options (``dataset.options`` of the task YAML; tasks sharing the source must agree, as they share one cache):
@@ -28,20 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.data.fashion_rows import REQUIRED, parse_styles
-from mtl_bench.data.sources import SOURCES, Loaded, Skipped
+from mtl_bench.data.sources import SOURCES
+from mtl_bench.data.sources.fashion.rows import REQUIRED, parse_styles
+from mtl_bench.data.sources.fashion.types import SUBSETS, VERSION, Catalogue
+from mtl_bench.data.sources.types import Loaded, Skipped
 from mtl_bench.errors import UserError
 from mtl_bench.registry import did_you_mean
 from mtl_bench.tasks.spec import TaskSpec
 
-VERSION = 1  # bump when processing changes the output for the same input (fashion_build.py, its helpers)
-SUBSETS = ("attributes", "captioning", "classification", "video")
 OPTIONS: dict[str, Any] = {"min_class_count": 20, "rare_classes": "fold", "split": [0.7, 0.15, 0.15]}
 REPORT_FILE = "report.json"
 
@@ -80,17 +78,6 @@ def resolve_options(specs: list[TaskSpec]) -> dict[str, Any]:
                 )
             chosen[key] = (value, spec.name)
     return {**OPTIONS, **{k: v for k, (v, _) in chosen.items()}}
-
-
-@dataclass
-class Catalogue:
-    """The raw table, wherever it came from."""
-
-    name: str  # the CSV file or dataset id, for messages
-    key: str  # sha256 of the content the processed data depend on
-    rows: list[dict[str, Any]]
-    malformed: list[int]  # CSV line numbers that could not be parsed
-    read_image: Callable[[dict[str, Any]], bytes | None]  # None: missing
 
 
 def _local(folder: Path) -> Catalogue:
@@ -189,10 +176,10 @@ def cache_dir_name(params: dict[str, Any]) -> str:
 
 
 def _cached(data_dir: Path, catalogue: Catalogue, params: dict[str, Any]) -> Loaded:
-    from mtl_bench.data.cache import build_once, content_fingerprint, write_subsets
+    from mtl_bench.data.sources.cache import build_once, content_fingerprint, write_subsets
 
     def write(tmp: Path) -> None:
-        from mtl_bench.data.fashion_build import build  # heavy imports (datasets, PIL) only when building
+        from mtl_bench.data.sources.fashion.build import build  # heavy imports (datasets, PIL) only when building
 
         built = build(catalogue, params)
         report = {
@@ -208,7 +195,7 @@ def _cached(data_dir: Path, catalogue: Catalogue, params: dict[str, Any]) -> Loa
 def _read(path: Path) -> Loaded:
     import datasets
 
-    from mtl_bench.data.cache import FINGERPRINT_FILE, quiet_progress
+    from mtl_bench.data.sources.cache import FINGERPRINT_FILE, quiet_progress
 
     try:
         with quiet_progress():

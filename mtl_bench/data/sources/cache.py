@@ -1,9 +1,11 @@
-"""On-disk cache of the generated shop data, with a content fingerprint for provenance.
+"""The on-disk Arrow cache every source shares, with a content fingerprint for provenance.
 
-The first `load_shop` call for a set of parameters generates the data and saves it (Arrow files via `save_to_disk`)
-under `data_dir/shop-v{GENERATOR_VERSION}-{hash of params}/`; later calls memory-map it with `load_from_disk`. The
-cache is written into a temporary sibling directory and renamed into place, so a crash never leaves a half-written
-directory under the final name, and two processes racing to build it both end up reading one complete copy.
+A source builds its subsets once per set of parameters and saves them (Arrow files via `save_to_disk`) under
+`data.dir/<source>-v<VERSION>-<hash of params>/`; later loads memory-map them with `load_from_disk`. `build_once`
+writes the cache into a temporary sibling directory and renames it into place, so a crash never leaves a
+half-written directory under the final name, and two processes racing to build it both end up reading one complete
+copy. `content_fingerprint` hashes the data themselves (not their Arrow layout), so it names what a result was
+computed on.
 """
 
 from __future__ import annotations
@@ -17,25 +19,16 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import datasets
 import numpy as np
 import pyarrow as pa
 
-from mtl_bench.data import shop
 from mtl_bench.errors import UserError
 
 FINGERPRINT_FILE = "fingerprint.txt"  # written last: its presence marks a complete cache directory
 PARAMS_FILE = "params.json"
 _SHARD_BYTES = 500 * 2**20  # at most this many bytes per arrow file
-
-
-class ShopData(NamedTuple):
-    """What `load_shop` returns; unpacks as `subsets, fingerprint = load_shop(...)`."""
-
-    subsets: dict[str, datasets.DatasetDict]
-    fingerprint: str  # sha256 hex over every generated array and string
 
 
 def _hash_array(h: hashlib._Hash, arr: pa.Array) -> None:
@@ -69,19 +62,6 @@ def content_fingerprint(subsets: dict[str, datasets.DatasetDict]) -> str:
                 h.update(name.encode())
                 _hash_array(h, table.column(name).combine_chunks())
     return h.hexdigest()
-
-
-def cache_dir_name(seed: int, sizes: dict[str, tuple[int, int, int]] | None, image_size: int, num_frames: int) -> str:
-    """Directory name for one parameter set: version, then a short hash of the resolved parameters."""
-    params = _params(seed, sizes, image_size, num_frames)
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    return f"shop-v{shop.GENERATOR_VERSION}-{digest}"
-
-
-def _params(seed: int, sizes: dict[str, tuple[int, int, int]] | None, image_size: int, num_frames: int) -> dict:
-    resolved = {k: list(v) for k, v in shop.resolve_sizes(sizes).items()}
-    return {"generator_version": shop.GENERATOR_VERSION, "seed": seed, "sizes": resolved, "image_size": image_size,
-            "num_frames": num_frames}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -122,15 +102,6 @@ def build_once(final: Path, write: Callable[[Path], None], what: str) -> Path:
     return final
 
 
-def _read(path: Path) -> ShopData:
-    try:
-        with quiet_progress():
-            subsets = {name: datasets.load_from_disk(str(path / name)) for name in shop.SUBSETS}
-    except FileNotFoundError as err:
-        raise UserError(f"shop cache {str(path)!r} is damaged ({err}); delete that directory to regenerate it") from err
-    return ShopData(subsets, (path / FINGERPRINT_FILE).read_text().strip())
-
-
 def write_subsets(path: Path, subsets: dict[str, datasets.DatasetDict], fingerprint: str, params: dict) -> None:
     with quiet_progress():
         for name, dsd in subsets.items():
@@ -139,20 +110,3 @@ def write_subsets(path: Path, subsets: dict[str, datasets.DatasetDict], fingerpr
             dsd.save_to_disk(str(path / name), num_shards=shards)
     (path / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     (path / FINGERPRINT_FILE).write_text(fingerprint + "\n")
-
-
-def load_shop(data_dir: str | Path, seed: int = 0, sizes: dict[str, tuple[int, int, int]] | None = None,
-              image_size: int = 32, num_frames: int = 8) -> ShopData:
-    """Load the shop subsets for these parameters, generating and caching them on first use.
-
-    Returns (subsets, fingerprint); the fingerprint is computed once, at generation, and stored with the cache.
-    """
-    data_dir = Path(data_dir)
-    params = _params(seed, sizes, image_size, num_frames)  # validates sizes before touching the disk
-
-    def write(tmp: Path) -> None:
-        subsets = shop.generate_shop(seed=seed, sizes=sizes, image_size=image_size, num_frames=num_frames)
-        write_subsets(tmp, subsets, content_fingerprint(subsets), params)
-
-    final = build_once(data_dir / cache_dir_name(seed, sizes, image_size, num_frames), write, "shop")
-    return _read(final)

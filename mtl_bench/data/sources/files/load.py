@@ -18,10 +18,10 @@ and caches the result::
 
 Relative ``data_files``, ``hub`` folders and ``media_root`` are relative to ``data.path`` when it is set, else to the
 current directory. Without ``labels``, the classes are those of the training split (sorted). Without a split column,
-each row's split comes from a hash of its content and ``data.seed`` (``files_build.seeded_split``), so the same file
+each row's split comes from a hash of its content and ``data.seed`` (``build.seeded_split``), so the same file
 always splits the same way and reordering it changes nothing; a dataset with its own train/validation/test splits
 keeps them. A row is kept only when it is usable for every task of its subset; bad rows (missing or corrupt files,
-empty targets, unknown labels, ...; see ``files_build``) are skipped and reported, never fatal. A dataset that does
+empty targets, unknown labels, ...; see ``build.py``) are skipped and reported, never fatal. A dataset that does
 not match the YAML (a missing column, a missing file, a target of the wrong kind) is a one-line UserError.
 
 Cache: the cleaned subset is saved as Arrow under ``data.dir`` in ``files-v{VERSION}-{subset}-{hash}``, the hash
@@ -35,22 +35,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.data.sources import SOURCES, Loaded, Skipped
+from mtl_bench.data.sources import SOURCES
+from mtl_bench.data.sources.files.types import Column, Recipe, Table
+from mtl_bench.data.sources.types import Loaded, Skipped
 from mtl_bench.errors import UserError
 from mtl_bench.registry import did_you_mean
 from mtl_bench.tasks.spec import TaskSpec
 
-if TYPE_CHECKING:
-    from mtl_bench.data.files_build import Table
-
-VERSION = 1  # bump when the cleaned output for the same input changes (files.py, files_build.py)
+VERSION = 1  # bump when the cleaned output for the same input changes (load.py, build.py)
 REPORT_FILE = "report.json"
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
 TARGET_KINDS = {"classification": "label", "tagging": "tags", "captioning": "string"}
@@ -63,33 +61,6 @@ _EXPECTED = {  # what each option takes, for type errors
     "media_root": "expected a folder",
     "split": "expected three fractions (train, validation, test) summing to 1",
 }
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column the subset's tasks read, with what it must hold, and the first task field naming it."""
-
-    name: str
-    kind: str  # image | video (file paths), string, label (one class), tags (a list of classes)
-    target: bool  # an empty value skips the row (targets); an empty text input is kept as ""
-    task: str
-    field: str  # "inputs.image", "target", ...
-
-
-@dataclass
-class Recipe:
-    """What cleaning a subset needs besides the table; all of it but clip_cache is part of the cache key."""
-
-    subset: str
-    columns: list[Column]
-    labels: dict[str, list[str]]  # label / tags column -> allowed names (absent: from the training split)
-    split_column: str | None
-    fractions: tuple[float, float, float]
-    media_root: Path
-    seed: int
-    image_size: int
-    num_frames: int
-    clip_cache: Path | None
 
 
 def _scalar_str(value: Any) -> Any:
@@ -235,7 +206,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 def _open(options: FilesOptions, base: Path, relative_to: str, where: str) -> tuple[Table, Path]:
     """(the table, the default media root: the first data file's folder, else the base folder)."""
-    from mtl_bench.data.files_build import read_dataset, read_files
+    from mtl_bench.data.sources.files.build import read_dataset, read_files
 
     if options.data_files is not None:
         paths = []
@@ -250,7 +221,7 @@ def _open(options: FilesOptions, base: Path, relative_to: str, where: str) -> tu
         return read_files(paths), paths[0].parent
     import datasets
 
-    from mtl_bench.data.cache import quiet_progress
+    from mtl_bench.data.sources.cache import quiet_progress
 
     local = _resolve(base, str(options.hub))
     try:
@@ -279,7 +250,7 @@ def load_files(specs: list[TaskSpec], cfg: DataConfig) -> Loaded:
 
 
 def _load_subset(subset: str, options: FilesOptions, specs: list[TaskSpec], cfg: DataConfig) -> Loaded:
-    from mtl_bench.data.files_build import media_key
+    from mtl_bench.data.sources.files.build import media_key
 
     where = f"task {specs[0].name}"
     base = Path(cfg.path).expanduser().absolute() if cfg.path else Path.cwd()
@@ -317,10 +288,10 @@ def cache_dir_name(subset: str, params: dict[str, Any]) -> str:
 
 
 def _cached(data_dir: Path, table: Table, recipe: Recipe, params: dict[str, Any]) -> Loaded:
-    from mtl_bench.data.cache import build_once, content_fingerprint, write_subsets
+    from mtl_bench.data.sources.cache import build_once, content_fingerprint, write_subsets
 
     def write(tmp: Path) -> None:
-        from mtl_bench.data.files_build import build
+        from mtl_bench.data.sources.files.build import build
 
         key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         dsd, skipped, notes = build(table, recipe, key)
@@ -334,7 +305,7 @@ def _cached(data_dir: Path, table: Table, recipe: Recipe, params: dict[str, Any]
 def _read(path: Path, subset: str) -> Loaded:
     import datasets
 
-    from mtl_bench.data.cache import FINGERPRINT_FILE, quiet_progress
+    from mtl_bench.data.sources.cache import FINGERPRINT_FILE, quiet_progress
 
     try:
         with quiet_progress():
