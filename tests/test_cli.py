@@ -1,4 +1,5 @@
-"""The CLI contract for bad input: one line naming what is wrong, exit code 2, no traceback, nothing written."""
+"""The CLI contract for bad input: one line naming what is wrong, exit code 2, no traceback, nothing written, and
+no heavy import before the answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from mtl_bench.cli import main
 
 
 @pytest.mark.parametrize(
@@ -27,51 +28,52 @@ from tests.conftest import run_cli
         ),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, data_dir, args, message):
+def test_bad_input_exits_2_with_one_line(tmp_path, data_dir, capsys, args, message):
     out = tmp_path / "out"
     db = tmp_path / "mlflow.db"
-    result = run_cli(
-        "run", *args, "--output-dir", str(out), "--tracking-uri", f"sqlite:///{db}", "--set", f"data.dir={data_dir}",
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    code = main(["run", *args, "--output-dir", str(out), "--tracking-uri", f"sqlite:///{db}", "--set",
+                 f"data.dir={data_dir}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
     assert not out.exists() and not db.exists()
 
 
-def test_output_dir_that_is_a_file(tmp_path):
+def test_output_dir_that_is_a_file(tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
-    result = run_cli("run", "--suite", "ecommerce", "--output-dir", str(tmp_path / "taken" / "run"))
-    assert result.returncode == 2
-    assert f"{tmp_path / 'taken'} exists and is not a folder" in result.stderr
+    assert main(["run", "--suite", "ecommerce", "--output-dir", str(tmp_path / "taken" / "run")]) == 2
+    assert f"{tmp_path / 'taken'} exists and is not a folder" in capsys.readouterr().err
 
 
-def test_malformed_task_yaml_is_reported_with_its_file(tmp_path):
+def test_malformed_task_yaml_is_reported_with_its_file(tmp_path, capsys, monkeypatch):
     (tmp_path / "broken.yaml").write_text("name: x\nversion: 1\ndescription: d\ntype: tagging\n")
-    result = run_cli("tasks", env={"MTL_BENCH_TASKS": str(tmp_path)})
-    assert result.returncode == 2
-    assert f"{tmp_path / 'broken.yaml'}: field 'dataset'" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setenv("MTL_BENCH_TASKS", str(tmp_path))
+    assert main(["tasks"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'broken.yaml'}: field 'dataset'" in err
+    assert len(err.strip().splitlines()) == 1
 
 
-def test_tasks_lists_suites_tasks_and_components():
-    result = run_cli("tasks")
-    assert result.returncode == 0, result.stderr
+def test_tasks_lists_suites_tasks_and_components(capsys):
+    assert main(["tasks"]) == 0
     from mtl_bench.fusion import FUSIONS
     from mtl_bench.sharing import SHARINGS
     from mtl_bench.weighting import WEIGHTINGS
 
-    listed = set(result.stdout.replace(",", " ").split())
+    stdout = capsys.readouterr().out
+    listed = set(stdout.replace(",", " ").split())
     for name in ("ecommerce", "product-classification", "product-captioning", "product-search", "video-tagging",
                  "classification", "captioning", "tagging", "retrieval",
                  *FUSIONS.names(), *SHARINGS.names(), *WEIGHTINGS.names()):
         assert name in listed, name
-    assert "weighting (gradient-based): alignedmtl, cagrad" in result.stdout
+    assert "weighting (gradient-based): alignedmtl, cagrad" in stdout
 
 
-# Bad input is answered before any heavy import (issue 14): every case runs through ``cli.main`` in one fresh
-# interpreter, which reports after each case its exit code, its stderr and which heavy packages had been imported.
+# Bad input is answered before any heavy import (issue 14), by the real entry point: every case runs as
+# ``python -m mtl_bench ARGS`` does (``runpy`` on ``mtl_bench.__main__``, sys.argv set), all in one fresh
+# interpreter, which reports after each case its exit code, its stderr, whether an exception escaped (Python would
+# print its traceback) and which heavy packages had been imported. The cases above run in this process.
 HEAVY = ("torch", "lightning", "mlflow", "torchmetrics", "pandas", "datasets")
 EARLY_CASES = {
     "sharing": (["run", "--suite", "ecommerce", "--sharing", "hardd"], "unknown sharing 'hardd': did you mean 'hard'?"),
@@ -99,14 +101,20 @@ EARLY_CASES = {
     "distill teacher": (["distill", "--teacher", "{tmp}/nothing"], "--teacher {tmp}/nothing: no results.json"),
 }
 _EARLY_SCRIPT = """
-import contextlib, io, json, sys
-from mtl_bench.cli import main
+import contextlib, io, json, runpy, sys
 out = {}
 for label, argv in json.loads(sys.argv[1]).items():
-    err = io.StringIO()
+    err, escaped, rc = io.StringIO(), None, None
+    sys.argv = ["mtl-bench", *argv]
     with contextlib.redirect_stderr(err):
-        rc = main(argv)
-    out[label] = {"rc": rc, "stderr": err.getvalue(), "heavy": [m for m in HEAVY if m in sys.modules]}
+        try:
+            runpy.run_module("mtl_bench", run_name="__main__", alter_sys=True)
+        except SystemExit as exc:
+            rc = exc.code
+        except BaseException as exc:
+            escaped = repr(exc)
+    out[label] = {"rc": rc, "stderr": err.getvalue(), "escaped": escaped,
+                  "heavy": [m for m in HEAVY if m in sys.modules]}
 print(json.dumps(out))
 """
 
@@ -139,6 +147,6 @@ def test_bad_input_is_answered_before_heavy_imports(early_answers, label):
     answer = answers[label]
     expected = EARLY_CASES[label][1].replace("{tmp}", str(tmp))
     lines = answer["stderr"].strip().splitlines()
-    assert answer["rc"] == 2, answer
+    assert answer["escaped"] is None and answer["rc"] == 2, answer
     assert len(lines) == 1 and lines[0].startswith("mtl-bench: error: ") and expected in lines[0], answer
     assert answer["heavy"] == [], f"{label}: imported {answer['heavy']} before answering"
