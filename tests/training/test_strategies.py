@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mtl_bench.cli import main
+from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.results.schema import Results
 from mtl_bench.sharing import SHARINGS
@@ -108,7 +109,12 @@ def test_every_weighting_takes_one_step(name):
     weighting = WEIGHTINGS.get(name)(TINY_TASKS)
     weighting.bind(shared, [p for h in heads.values() for p in h.parameters()], shared)
     before = losses()
-    weighting.backward(before)
+    try:
+        weighting.backward(before)
+    except UserError as exc:  # an aggregator whose optional solver (mtl-bench[solvers]) is not installed
+        if "needs packages that are missing" not in str(exc):
+            raise
+        pytest.skip(str(exc))
 
     def cosine(params: list[nn.Parameter], reference: tuple[torch.Tensor, ...]) -> float:
         got = torch.cat([p.grad.flatten() for p in params]).double()
