@@ -25,7 +25,7 @@ from mtl_bench.config.load import build_config
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.data.prepare import PreparedSuite, prepare_suite
 from mtl_bench.tasks.catalog import suite_tasks
-from mtl_bench.training.fit import quiet_libraries
+from mtl_bench.training.trainer import quiet_libraries
 
 
 def parser(doc: str, steps: int, warmup: int, repeats: int) -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ task's forward, the ``ew`` backward, gradient clipping and AdamW. The contenders
 rounds and the medians compared.
 
 Model FLOP utilisation = training FLOP/s / peak FLOP/s, with training FLOPs = 3 x forward FLOPs (backward ~ 2x
-forward) and forward FLOPs per sample counted by torch's flop counter (``training/evaluate.py:flops_per_sample``).
+forward) and forward FLOPs per sample counted by torch's flop counter (``evaluation/measures.py:flops_per_sample``).
 Peak: ``--peak-tflops``, default 989 = H200 SXM dense bf16 (without sparsity); every row, fp32 included, is
 measured against that one number, so the rows compare directly.
 """
@@ -29,8 +29,8 @@ import torch
 from _common import interleaved, machine, medians, parser, setup
 
 from mtl_bench.data.datamodule import MultiTaskDataModule
+from mtl_bench.evaluation.measures import flops_per_sample
 from mtl_bench.models.build import build_model
-from mtl_bench.training.evaluate import flops_per_sample
 from mtl_bench.training.system import bind_weighting
 from mtl_bench.weighting import WEIGHTINGS
 

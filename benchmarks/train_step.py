@@ -25,8 +25,8 @@ from _common import interleaved, machine, medians, parser, setup
 
 from mtl_bench.data.datamodule import MultiTaskDataModule
 from mtl_bench.models.build import build_model
-from mtl_bench.training.fit import make_trainer
 from mtl_bench.training.system import MultiTaskSystem
+from mtl_bench.training.trainer import make_trainer
 from mtl_bench.weighting import WEIGHTINGS
 
 TARGET = 0.95

@@ -27,8 +27,8 @@ from mtl_bench.data.datamodule import MultiTaskDataModule
 from mtl_bench.data.prepare import prepare_suite
 from mtl_bench.models.build import build_model
 from mtl_bench.tasks.catalog import suite_tasks
-from mtl_bench.training.fit import quiet_libraries
 from mtl_bench.training.system import bind_weighting
+from mtl_bench.training.trainer import quiet_libraries
 from mtl_bench.weighting import WEIGHTINGS
 from mtl_bench.weighting.jacobian import AggregatorSpec, JacobianWeighting
 

@@ -124,8 +124,8 @@ def _run(args: argparse.Namespace) -> None:
     flags["model.init_from"] = args.init_from and str(Path(args.init_from).expanduser().resolve())
     cfg = build_config(args.suite, args.profile, flags=flags, sets=args.set, config_file=args.config)
     check_names(cfg)
-    from mtl_bench.training.report import print_results
-    from mtl_bench.training.run import run
+    from mtl_bench.commands.printing import print_results
+    from mtl_bench.commands.run import run
 
     results = run(cfg, output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines,
                   resume=args.resume)
@@ -133,8 +133,8 @@ def _run(args: argparse.Namespace) -> None:
         return
     print_results(results)
     if args.submit:
+        from mtl_bench.commands.run import default_output_dir
         from mtl_bench.leaderboard.submission import make_submission, write_submission
-        from mtl_bench.training.run import default_output_dir
 
         out = Path(args.output_dir) if args.output_dir else default_output_dir(cfg)
         print(f"submission: {write_submission(out / 'submission.json', make_submission([out]))}")
@@ -146,7 +146,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     cfg = build_config(args.suite, args.profile, flags={"seed": args.seed}, sets=args.set, config_file=args.config)
     check_names(cfg)
-    from mtl_bench.training.pretrain import pretrain
+    from mtl_bench.commands.pretrain import pretrain
 
     out = args.output_dir or Path("runs") / cfg.suite / "pretrain" / f"seed{cfg.seed}"
     summary = pretrain(cfg, out, tracking_uri=args.tracking_uri)
@@ -161,7 +161,7 @@ def _distill(args: argparse.Namespace) -> None:
     from mtl_bench.config.student import check_distill
 
     check_distill(Path(args.teacher), args.student, args.profile, args.set, args.temperature, args.alpha)
-    from mtl_bench.training.distill import distill, markdown
+    from mtl_bench.commands.distill import distill, markdown
 
     summary = distill(args.teacher, student=args.student, profile=args.profile, sets=args.set,
                       output_dir=args.output_dir, temperature=args.temperature, alpha=args.alpha,
@@ -176,8 +176,8 @@ def _compare(args: argparse.Namespace) -> None:
 
     for _, cfg in plan(args.suite, parse_grid(args.grid), args.seeds, args.profile, args.set, args.config):
         check_names(cfg)
-    from mtl_bench.training.compare import compare
-    from mtl_bench.training.report import print_compare
+    from mtl_bench.commands.compare import compare
+    from mtl_bench.commands.printing import print_compare
 
     frame, written = compare(
         args.suite, args.grid, seeds=args.seeds, profile=args.profile, sets=args.set, config_file=args.config,
@@ -241,7 +241,7 @@ def _leaderboard(args: argparse.Namespace) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> None:
-    from mtl_bench.training.report import print_catalog
+    from mtl_bench.commands.printing import print_catalog
 
     print_catalog()
 

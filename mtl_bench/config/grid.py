@@ -1,6 +1,6 @@
 """``compare``'s grid: ``--grid KEY=V1,V2`` items -> every cell's resolved config, validated up front.
 
-Config work only (no torch), so the CLI checks a whole grid before any heavy import; ``training/compare.py`` runs it.
+Config work only (no torch), so the CLI checks a whole grid before any heavy import; ``commands/compare.py`` runs it.
 """
 
 from __future__ import annotations

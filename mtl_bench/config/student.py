@@ -1,7 +1,7 @@
 """``distill``'s student config: the teacher's run config with a smaller model, checked before anything is loaded.
 
 Config work only (no torch): the CLI checks a distillation's every input (the teacher folder, the student size,
-profile, ``--set`` keys and values, temperature and alpha) before any heavy import; ``training/distill.py`` uses it.
+profile, ``--set`` keys and values, temperature and alpha) before any heavy import; ``commands/distill.py`` uses it.
 """
 
 from __future__ import annotations

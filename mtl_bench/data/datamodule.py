@@ -10,7 +10,7 @@ from mtl_bench.data.batches import TaskData, task_loader
 
 class MultiTaskDataModule(L.LightningDataModule):
     """Training: ``CombinedLoader`` in ``max_size_cycle`` mode (an epoch covers the largest task once; smaller tasks
-    cycle) or ``min_size`` (stop at the smallest). Evaluation: the tasks' loaders one after another, in sorted order.
+    cycle) or ``min_size`` (stop at the smallest). Validation: the tasks' loaders one after another, in sorted order.
 
     Under DDP (a Trainer with ``use_distributed_sampler=False``: the sharding is ours) each process loads its part
     of every global training batch and a contiguous part of every evaluation split (``data/batches.py``);
@@ -38,20 +38,14 @@ class MultiTaskDataModule(L.LightningDataModule):
         }
         return CombinedLoader(loaders, mode=self.mixing)
 
-    def _eval(self, split: str) -> CombinedLoader:
+    def val_dataloader(self) -> CombinedLoader:
         size = self.batch_size * 2  # no gradients in evaluation, so larger batches fit
         rank, world = self._shard()
         loaders = {
-            name: task_loader(s[split], size, shuffle=False, seed=0, rank=rank, world=world, whole_batches=False)
+            name: task_loader(s["validation"], size, shuffle=False, seed=0, rank=rank, world=world, whole_batches=False)
             for name, s in self.splits.items()
         }
         return CombinedLoader(loaders, mode="sequential")
-
-    def val_dataloader(self) -> CombinedLoader:
-        return self._eval("validation")
-
-    def test_dataloader(self) -> CombinedLoader:
-        return self._eval("test")
 
     def steps_per_epoch(self) -> int:
         """Training steps in one epoch under the mixing mode."""

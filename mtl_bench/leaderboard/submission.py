@@ -71,7 +71,7 @@ def default_name(config: dict[str, Any]) -> str:
 def make_submission(run_dirs: list[Path], name: str | None = None) -> dict[str, Any]:
     """A submission from run folders (results.json + predictions.json; predictions are made again from the best
     checkpoint for runs that predate predictions.json). Every run must have the same config apart from the seed."""
-    from mtl_bench.training.predictions import load_predictions
+    from mtl_bench.evaluation.predictions import load_predictions
 
     runs = []
     for run_dir in run_dirs:

@@ -1,2 +1,2 @@
-"""Loss functions shared by task types and training commands: contrastive alignment. (The per-task distillation
-terms are in tasks/distill.py.)"""
+"""Loss functions shared by task types and training: contrastive alignment (``contrastive.py``) and the
+knowledge-distillation terms with the settings of a distilled run (``distillation.py``)."""

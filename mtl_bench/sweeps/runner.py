@@ -90,7 +90,7 @@ def sweep(
     baselines_dir: str | Path | None = None,
 ) -> SweepSummary:
     """Run trials of the sweep in ``path`` until its study has ``n_trials`` finished trials."""
-    from mtl_bench.training.run import check_writable
+    from mtl_bench.training.disk import check_writable
 
     if heartbeat < 1:
         raise UserError(f"--heartbeat {heartbeat}: expected at least 1 second")
@@ -133,7 +133,7 @@ def sweep(
 
 def _quiet_libraries() -> None:
     """Our own one line per trial instead of Optuna's log (which prints tracebacks of failed trials)."""
-    from mtl_bench.training.fit import quiet_libraries
+    from mtl_bench.training.trainer import quiet_libraries
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.ERROR)

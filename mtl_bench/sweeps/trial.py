@@ -51,7 +51,7 @@ def trial_folder(out: Path, number: int) -> Path:
 
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float | list[float]:
     """Train the trial's configuration on each seed and return its objective value(s)."""
-    from mtl_bench.training.run import run  # heavy imports (torch, lightning) only when a trial runs
+    from mtl_bench.commands.run import run  # heavy imports (torch, lightning) only when a trial runs
 
     spec = ctx.spec
     params = suggest(trial, spec.space)
@@ -125,7 +125,7 @@ def _children(tracker: Tracker, statuses: tuple[str, ...]) -> list[str]:
 
 
 def _end(tracker: Tracker, state: str, status: str) -> None:
-    """Close the trial run and any seed run an interruption left open (a pruned seed ends FAILED in fit.py)."""
+    """Close the trial run and any seed run an interruption left open (a pruned seed ends FAILED: phases.py)."""
     for run_id in _children(tracker, statuses=("RUNNING", "FAILED") if status == "KILLED" else ("RUNNING",)):
         tracker.client.set_terminated(run_id, status)
     tracker.client.set_tag(tracker.run_id, "optuna.state", state)

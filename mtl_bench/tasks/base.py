@@ -36,7 +36,7 @@ class TaskType(ABC):
 
     head: ClassVar[str]  # name in the heads registry
     directions: ClassVar[dict[str, bool]]  # metric name -> higher is better
-    # Robustness ablation (training/evaluate.py): may one input be removed while another remains? False when the
+    # Robustness ablation (evaluation/measures.py): may one input be removed while another remains? False when the
     # inputs are the two sides of a pair (retrieval), not alternative evidence for one prediction.
     ablate_inputs: ClassVar[bool] = True
 
@@ -68,8 +68,9 @@ class TaskType(ABC):
     @abstractmethod
     def distill_loss(self, student: nn.Module, teacher: nn.Module, batch: dict[str, Any], temperature: float) -> Tensor:
         """The knowledge-distillation term alone (the caller mixes it with ``loss``): the student's outputs against
-        the teacher's softened by ``temperature``, times T**2 (``tasks/distill.py``). Only outputs are compared, so
-        the two models may differ in width. The teacher runs under ``torch.no_grad()``; the caller sets its mode.
+        the teacher's softened by ``temperature``, times T**2 (``losses/distillation.py``). Only outputs are
+        compared, so the two models may differ in width. The teacher runs under ``torch.no_grad()``; the caller
+        sets its mode.
         """
 
     @abstractmethod

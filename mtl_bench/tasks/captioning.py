@@ -20,10 +20,10 @@ from mtl_bench.core.distributed import mean_over_workers
 from mtl_bench.data.batches import TaskData
 from mtl_bench.data.text import PAD_ID, caption_text
 from mtl_bench.heads import HEADS
+from mtl_bench.losses.distillation import softmax_kl
 from mtl_bench.metrics.captioning import caption_metrics
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
-from mtl_bench.tasks.distill import softmax_kl
 
 
 @TASK_TYPES.register("captioning")

@@ -22,10 +22,10 @@ from mtl_bench.core.types import IMAGE, TEXT, VIDEO
 from mtl_bench.data.batches import TaskData
 from mtl_bench.heads import HEADS
 from mtl_bench.losses.contrastive import info_nce
+from mtl_bench.losses.distillation import similarity_kl
 from mtl_bench.metrics.retrieval import RETRIEVAL_METRICS, RetrievalScore
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
-from mtl_bench.tasks.distill import similarity_kl
 from mtl_bench.tasks.spec import TaskSpec
 
 ITEMS = (IMAGE, VIDEO)  # what a text can retrieve

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from mtl_bench.data.batches import TaskData
+from mtl_bench.losses.distillation import sigmoid_bce
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
-from mtl_bench.tasks.distill import sigmoid_bce
 
 
 @TASK_TYPES.register("tagging")

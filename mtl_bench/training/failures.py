@@ -6,7 +6,8 @@ Bad input (names, files, values, an unwritable or full output disk) is caught be
 - a NaN or infinite loss (``FloatingPointError`` from the system, naming the task and step);
 - the GPU running out of memory (``torch.cuda.OutOfMemoryError``): the line says which batch size to lower.
 
-In both cases the MLflow run is marked FAILED (``fit.py``) and the last epoch checkpoint stays for ``--resume``.
+In both cases the MLflow run is marked FAILED (``commands/phases.py``) and the last epoch checkpoint stays for
+``--resume``.
 
 A stop signal (SIGTERM from ``kill`` or a scheduler, SIGINT from Ctrl-C) is not a failure: it raises
 ``training.signals.Stopped`` (exit code 143 or 130, the MLflow run KILLED, a line saying how to continue).

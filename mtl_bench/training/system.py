@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_bench.config.schema import TrainConfig
+from mtl_bench.losses.distillation import Distillation
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.training.distributed import average_gradients, reduce_step, without_reducer
 from mtl_bench.weighting.base import Weighting
@@ -68,7 +69,9 @@ class MultiTaskSystem(L.LightningModule):
         weighting: Weighting,
         train: TrainConfig,
         total_steps: int,
+        distillation: Distillation | None = None,
     ) -> None:
+        """``distillation``: train as a student of its frozen teacher (``losses/distillation.py``); None: plainly."""
         super().__init__()
         self.model = model
         self.weighting = weighting
@@ -77,19 +80,29 @@ class MultiTaskSystem(L.LightningModule):
         self.train_cfg = train
         self.total_steps = total_steps
         self.val_metrics = nn.ModuleDict({n: t.make_metrics() for n, t in self.tasks.items()})
-        self.test_metrics = nn.ModuleDict({n: t.make_metrics() for n, t in self.tasks.items()})
         self.val_history: list[dict[str, dict[str, float]]] = []  # per epoch: task -> metric -> value
-        self.test_scores: dict[str, dict[str, float]] = {}
         self._epoch_losses: dict[str, list[Tensor]] = {n: [] for n in self.names}
         self.samples_seen = 0
         self.step_seconds = 0.0  # summed wall time of training steps (forward, backward, update; no data loading)
         self.automatic_optimization = False  # weightings own the backward pass (gradient-based ones need it)
         bind_weighting(weighting, model)
+        self.distillation = distillation
+        if distillation is not None:
+            self.teacher = distillation.teacher  # a submodule, so it moves to the student's device
 
     # training -------------------------------------------------------------------------------------------------
+    def task_loss(self, name: str, batch: dict[str, Any]) -> Tensor:
+        """Task ``name``'s training loss on ``batch``; for a student, mixed with the teacher's soft targets."""
+        task, d = self.tasks[name], self.distillation
+        if d is None:
+            return task.loss(self.model, batch)
+        d.teacher.eval()  # Lightning puts every submodule in train mode at each epoch; the teacher stays in eval
+        kd = task.distill_loss(self.model, d.teacher, batch, d.temperature)
+        return d.alpha * kd + (1 - d.alpha) * task.loss(self.model, batch)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         start = time.perf_counter()
-        losses = {name: self.tasks[name].loss(self.model, b) for name, b in sorted(batch.items()) if b is not None}
+        losses = {name: self.task_loss(name, b) for name, b in sorted(batch.items()) if b is not None}
         # DDP: losses averaged and samples summed over the processes, so all of them stop together on a NaN
         stacked, samples = reduce_step(
             torch.stack([loss.detach() for loss in losses.values()]),
@@ -111,7 +124,7 @@ class MultiTaskSystem(L.LightningModule):
         optimizer.step()
         if self.weighting.needs_losses_after_step:  # FAMO after=same_batch: the same batches, re-scored, no graph
             with torch.no_grad():
-                after = {n: self.tasks[n].loss(self.model, b) for n, b in sorted(batch.items()) if b is not None}
+                after = {n: self.task_loss(n, b) for n, b in sorted(batch.items()) if b is not None}
             self.weighting.after_step(after)
         self.lr_schedulers().step()
         if stacked.is_cuda:
@@ -137,29 +150,16 @@ class MultiTaskSystem(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    # evaluation -----------------------------------------------------------------------------------------------
-    def _update(self, metrics: nn.ModuleDict, batch: dict[str, Any], dataloader_idx: int) -> None:
-        name = self.names[dataloader_idx]
-        self.tasks[name].update_metrics(metrics[name], self.model, batch)
-
-    def _compute(self, metrics: nn.ModuleDict) -> dict[str, dict[str, float]]:
-        scores = {name: TaskType.scores(metrics[name]) for name in self.names}
-        for name in self.names:
-            metrics[name].reset()
-        return scores
-
+    # validation (per epoch, for checkpoint selection; the test split is scored outside: commands/phases.py) ----
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._update(self.val_metrics, batch, dataloader_idx)
+        name = self.names[dataloader_idx]
+        self.tasks[name].update_metrics(self.val_metrics[name], self.model, batch)
 
     def on_validation_epoch_end(self) -> None:
-        scores = self._compute(self.val_metrics)
+        scores = {name: TaskType.scores(self.val_metrics[name]) for name in self.names}
+        for name in self.names:
+            self.val_metrics[name].reset()
         self.val_history.append(scores)
         flat = {f"val/{t}/{m}": v for t, ms in scores.items() for m, v in ms.items()}
         flat[SCORE] = selection_score(scores, self.tasks)
         self.log_dict(flat)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._update(self.test_metrics, batch, dataloader_idx)
-
-    def on_test_epoch_end(self) -> None:
-        self.test_scores = self._compute(self.test_metrics)  # logged to MLflow once, with the results (fit.py)

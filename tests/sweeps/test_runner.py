@@ -210,7 +210,7 @@ def test_pruning_reports_val_score_per_epoch_of_seed_0_and_marks_the_trial_and_i
     as Lightning would; the sixth trial scores far below the median and is pruned at epoch 1."""
     import torch
 
-    import mtl_bench.training.run as training_run
+    import mtl_bench.commands.run as training_run
     from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, Tracker
 
     def fake_run(cfg, output_dir, tracking_uri, baselines_dir=None, parent_run_id=None, callbacks=None):
@@ -226,7 +226,7 @@ def test_pruning_reports_val_score_per_epoch_of_seed_0_and_marks_the_trial_and_i
                 for callback in callbacks or []:
                     callback.on_validation_end(trainer, type("M", (), {"current_epoch": epoch}))
         except BaseException:
-            tracker.finish("FAILED")  # as fit.py does
+            tracker.finish("FAILED")  # as commands/phases.py does
             raise
         tracker.finish()
         task = {"main_score": "accuracy", "best_val": {"accuracy": score}}

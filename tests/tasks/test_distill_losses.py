@@ -12,11 +12,11 @@ from torch import nn
 from mtl_bench.data.text import BOS_ID, EOS_ID, PAD_ID
 from mtl_bench.errors import UserError
 from mtl_bench.losses.contrastive import LogitScale
+from mtl_bench.losses.distillation import softmax_kl
 from mtl_bench.tasks.base import TaskContext
 from mtl_bench.tasks.captioning import Captioning
 from mtl_bench.tasks.catalog import get_task
 from mtl_bench.tasks.classification import Classification
-from mtl_bench.tasks.distill import softmax_kl
 from mtl_bench.tasks.retrieval import Retrieval
 from mtl_bench.tasks.tagging import Tagging
 

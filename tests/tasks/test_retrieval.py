@@ -169,9 +169,9 @@ def test_retrieval_needs_text_and_one_item(tmp_path, monkeypatch) -> None:
 def test_product_search_alone_end_to_end(tmp_path, monkeypatch, data_dir) -> None:
     """A suite of product-search only: results carry every retrieval metric and the chance baseline, no robustness
     ablation, FLOPs of both towers, and predictions.json rescores to exactly the reported test metrics."""
+    from mtl_bench.commands.run import run
     from mtl_bench.data.prepare import prepare_suite
     from mtl_bench.tasks.catalog import suite_tasks
-    from mtl_bench.training.run import run
 
     (tmp_path / "tasks" / "suites").mkdir(parents=True)
     shutil.copy(tasks_root() / "ecommerce" / "product_search.yaml", tmp_path / "tasks")

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from mtl_bench.commands.compare import parse_grid, plan
 from mtl_bench.errors import UserError
-from mtl_bench.training.compare import parse_grid, plan
 from tests.conftest import run_cli
 
 
@@ -101,7 +101,7 @@ def test_compare_rejects_a_bad_grid_before_running(tmp_path):
 def test_a_grid_over_other_settings_names_rows_by_its_values(compared, tmp_path, monkeypatch, tracking_uri):
     """Cells that differ in a setting other than sharing/fusion/weighting (here the learning rate) get their own
     rows; the runs are stand-ins: the fixture's results for the same sharing and seed."""
-    import mtl_bench.training.compare as compare_module
+    import mtl_bench.commands.compare as compare_module
 
     out, _, _ = compared
 

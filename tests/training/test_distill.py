@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from mtl_bench.commands.distill import student_config
+from mtl_bench.commands.run import run
 from mtl_bench.config.load import build_config
 from mtl_bench.errors import UserError
-from mtl_bench.training.distill import Distillation, DistilledTask, student_config
-from mtl_bench.training.run import run
+from mtl_bench.losses.distillation import Distillation
+from mtl_bench.training.system import MultiTaskSystem
 from tests.conftest import run_cli
 
 STUDENT = ["--student", "tiny", "--set", "model.dim=16", "--set", "train.progress=false"]
@@ -60,8 +63,6 @@ def test_distillation_reaches_training(distilled):
 
 
 class _Task:
-    spec = "the task's own attribute"
-
     def loss(self, model, batch):
         return torch.tensor(2.0)
 
@@ -71,10 +72,12 @@ class _Task:
 
 
 def test_distilled_loss_mixes_ground_truth_and_teacher():
+    """The student's loss is alpha * distillation + (1 - alpha) * ground truth, with the teacher in eval mode."""
     teacher = nn.Linear(1, 1).train()
-    task = DistilledTask(_Task(), Distillation(teacher, temperature=3.0, alpha=0.25))
-    assert task.loss(None, {}).item() == pytest.approx(0.25 * 4.0 + 0.75 * 2.0)
-    assert task.spec == "the task's own attribute"
+    system = SimpleNamespace(tasks={"t": _Task()}, model=None, distillation=None)
+    assert MultiTaskSystem.task_loss(system, "t", {}).item() == 2.0
+    system.distillation = Distillation(teacher, temperature=3.0, alpha=0.25)
+    assert MultiTaskSystem.task_loss(system, "t", {}).item() == pytest.approx(0.25 * 4.0 + 0.75 * 2.0)
 
 
 def test_student_config_keeps_the_teachers_data():

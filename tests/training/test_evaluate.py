@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from mtl_bench.data.batches import TaskData
-from mtl_bench.training.evaluate import flops_per_sample, robustness
+from mtl_bench.evaluation.measures import flops_per_sample, robustness
 
 
 class ToyTask:

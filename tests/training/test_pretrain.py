@@ -15,7 +15,7 @@ from mtl_bench.errors import UserError
 from mtl_bench.models.build import build_model
 from mtl_bench.models.init_from import backbones, load_encoders
 from mtl_bench.tasks.catalog import suite_tasks
-from mtl_bench.training.pretrain import pair_sources
+from mtl_bench.training.pretrainer import pair_sources
 from tests.conftest import run_cli
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtl_bench.commands.run import run
 from mtl_bench.config.load import build_config
-from mtl_bench.data.cache import load_shop
+from mtl_bench.data.sources.builtin.cache import load_shop
 from mtl_bench.results.schema import Results
 from mtl_bench.tasks.catalog import suite_tasks
-from mtl_bench.training.run import run
 from tests.conftest import run_cli
 
 SMOKE = ["--suite", "ecommerce", "--profile", "smoke", "--seed", "3"]

@@ -184,7 +184,7 @@ def _run_args(tmp_path: Path, reference: tuple[Path, list[str]]) -> tuple[list[s
 def _with_callback(monkeypatch: pytest.MonkeyPatch, callback: object) -> Callable[[], list]:
     """Add ``callback`` to the run's stop callbacks (it sends the signal); returns the real ``stop_callbacks``."""
     real = signals.stop_callbacks
-    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", lambda: [*real(), callback])
+    monkeypatch.setattr("mtl_bench.commands.phases.stop_callbacks", lambda: [*real(), callback])
     return real
 
 
@@ -222,27 +222,29 @@ def test_ctrl_c_stops_at_the_next_step_with_exit_code_130(tmp_path, reference, m
 
 def test_a_stop_while_testing_says_the_last_epoch_and_resume_only_tests(tmp_path, reference, monkeypatch, capsys):
     """Training was over (last.ckpt holds epoch 3 of 3): --resume trains nothing and tests, to the same numbers."""
-    from lightning.pytorch import Callback
+    import mtl_bench.commands.phases as phases
 
-    class TermAtTest(Callback):
-        def on_test_start(self, trainer, pl_module):
-            os.kill(os.getpid(), signal.SIGTERM)
+    real = phases.robustness
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the test split is measured: stops at once
+        raise AssertionError("not stopped")
 
     ref, _ = reference
     args, out, uri = _run_args(tmp_path, reference)
-    real = _with_callback(monkeypatch, TermAtTest())
+    monkeypatch.setattr(phases, "robustness", signalled)
     assert main(args) == 143
     expected = "mtl-bench: stopped by SIGTERM after epoch 3 of 3; continue with: " + shlex.join(["mtl-bench", *args])
     assert _last_line(capsys.readouterr().err) == expected + " --resume"
     assert not (out / "results.json").exists()
-    monkeypatch.setattr("mtl_bench.training.fit.stop_callbacks", real)
+    monkeypatch.setattr(phases, "robustness", real)
     assert main([*args, "--resume"]) == 0
     a, b = (json.loads((d / "results.json").read_text()) for d in (ref, out))
     assert b["tasks"] == a["tasks"] and b["cost"]["steps"] == 9
 
 
 def test_a_stop_before_the_first_epoch_says_start_again_without_resume(tmp_path, data_dir, monkeypatch, capsys):
-    import mtl_bench.training.fit as fit
+    import mtl_bench.commands.phases as fit
 
     def signalled(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # while the data is prepared: stops at once

@@ -18,9 +18,9 @@ from torch import nn
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.data.batches import TaskData
 from mtl_bench.errors import UserError
+from mtl_bench.evaluation.measures import predict
 from mtl_bench.results.io import write_json_atomic
 from mtl_bench.tasks.base import TaskType
-from mtl_bench.training.evaluate import predict
 
 PREDICTIONS = "predictions.json"
 

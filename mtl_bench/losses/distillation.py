@@ -7,10 +7,22 @@ the distillation term's weight against the ground-truth loss would change with t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtl_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """What a distilled run adds (``mtl-bench distill``): the frozen teacher, the temperature, and ``alpha``, the
+    weight of the distillation term: a task's training loss is ``alpha * distill_loss + (1 - alpha) * loss``."""
+
+    teacher: nn.Module
+    temperature: float = 2.0
+    alpha: float = 0.5
 
 
 def check_temperature(temperature: float) -> float:

@@ -13,12 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mtl_bench.commands.run import run, validate
 from mtl_bench.config.grid import STRATEGY_KEYS, parse_grid, plan  # config work only: cli.py checks a grid first
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
-from mtl_bench.training.run import check_writable, run, validate
+from mtl_bench.training.disk import check_writable
 from mtl_bench.training.signals import Stopped, handle_stops, later
 
 

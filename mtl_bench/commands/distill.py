@@ -11,44 +11,18 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mtl_bench.config.student import STUDENTS, check_distill, student_config  # noqa: F401  (STUDENTS: re-exported)
 from mtl_bench.data.batches import TaskData, to_float_pixels
+from mtl_bench.losses.distillation import Distillation
 from mtl_bench.results.io import write_json_atomic, write_text_atomic
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.training.signals import Stopped, handle_stops, later
-
-
-@dataclass(frozen=True)
-class Distillation:
-    """What a distilled run adds: the frozen teacher, the temperature and the weight of the distillation term."""
-
-    teacher: nn.Module
-    temperature: float = 2.0
-    alpha: float = 0.5
-
-
-class DistilledTask:
-    """A task whose training loss mixes its own loss with the teacher's soft targets; all else is the task's."""
-
-    def __init__(self, task: TaskType, distill: Distillation) -> None:
-        self.task = task
-        self.distill = distill
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
-
-    def loss(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
-        d = self.distill
-        d.teacher.eval()  # Lightning puts every submodule in train mode at each epoch; the teacher stays in eval
-        kd = self.task.distill_loss(model, d.teacher, batch, d.temperature)
-        return d.alpha * kd + (1 - d.alpha) * self.task.loss(model, batch)
 
 
 def _batch(data: TaskData, size: int) -> dict[str, Any]:
@@ -152,8 +126,8 @@ def _distill(
     tracking_uri: str | None,
     phase: list[str],
 ) -> dict[str, Any]:
-    from mtl_bench.training.predictions import load_run_model
-    from mtl_bench.training.run import run
+    from mtl_bench.commands.run import run
+    from mtl_bench.evaluation.predictions import load_run_model
 
     teacher_dir = Path(teacher_dir)
     results_file = teacher_dir / "results.json"
@@ -166,7 +140,7 @@ def _distill(
     settings = Distillation(teacher.requires_grad_(False), temperature, alpha)
     phase[0] = "while training the distilled student (2 of 2),"
     distilled = run(cfg, out / "distilled", tracking_uri=tracking_uri, baselines_dir=out / "baselines",
-                    distill=settings)
+                    distillation=settings)
     phase[0] = "after both students were trained, while measuring them"
     _, _, student_model = load_run_model(out / "distilled")
     test = {name: s["test"] for name, s in prepared.splits.items()}

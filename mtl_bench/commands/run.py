@@ -1,68 +1,36 @@
-"""``run(cfg)``: one benchmark run from a resolved config to results.json and an MLflow run.
+"""``mtl-bench run``: one benchmark run from a resolved config to results.json and an MLflow run.
 
-Order matters for bad input: every name, file and the output folder are checked before any data is generated,
-any model is built, or anything is written.
+This module checks the input, handles ``--resume`` and stop signals, and hands the run to its phases
+(``commands/phases.py``). Order matters for bad input: every name, file and the output folder are checked before
+any data is generated, any model is built, or anything is written.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mtl_bench.commands.options import RunOptions
 from mtl_bench.config.schema import RunConfig
-from mtl_bench.errors import UserError
 from mtl_bench.fusion import FUSIONS
 from mtl_bench.sharing import SHARINGS
 from mtl_bench.tasks.catalog import suite_tasks
+from mtl_bench.training.disk import check_free_space, check_writable
 from mtl_bench.training.distributed import check_strategy
 from mtl_bench.training.failures import RunFailed, explain
 from mtl_bench.training.signals import Stopped, epochs_phrase, handle_stops
 from mtl_bench.weighting import WEIGHTINGS
 
+if TYPE_CHECKING:
+    from mtl_bench.losses.distillation import Distillation
+
 
 def default_output_dir(cfg: RunConfig) -> Path:
     return Path("runs") / cfg.suite / f"{cfg.sharing.name}-{cfg.fusion.name}-{cfg.weighting.name}" / f"seed{cfg.seed}"
-
-
-def _nearest_existing(path: Path) -> Path:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    return probe
-
-
-def check_writable(path: Path) -> None:
-    """Fail before training, not after, when results could not be written (permissions or a read-only disk)."""
-    probe = _nearest_existing(path)
-    if not probe.is_dir():
-        raise UserError(f"--output-dir {path}: {probe} exists and is not a folder")
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"--output-dir {path}: {probe} is not writable")
-    try:
-        tempfile.TemporaryFile(dir=probe).close()  # root passes os.access everywhere, but not on a read-only disk
-    except OSError as err:
-        raise UserError(f"--output-dir {path}: cannot write in {probe} ({err.strerror})") from err
-
-
-def check_free_space(path: Path, need_bytes: int, what: str) -> None:
-    """Fail before training when the output folder's disk cannot hold ``what`` (``need_bytes``)."""
-    free = shutil.disk_usage(_nearest_existing(path)).free
-    if free < need_bytes:
-        raise UserError(f"--output-dir {path}: {free / 2**20:.0f} MB free on its disk, but {what} needs about "
-                        f"{need_bytes / 2**20:.0f} MB; free some space or choose another --output-dir")
-
-
-def checkpoint_bytes(module: torch.nn.Module) -> int:
-    """Size of one training checkpoint: every parameter and buffer, plus AdamW's two moments per trainable value."""
-    tensors = [*module.parameters(), *module.buffers()]
-    trainable = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
-    return sum(t.numel() * t.element_size() for t in tensors) + 2 * trainable
 
 
 def validate(cfg: RunConfig, output_dir: Path) -> None:
@@ -79,17 +47,6 @@ def validate(cfg: RunConfig, output_dir: Path) -> None:
     check_free_space(output_dir, cfg.train.min_free_mb * 2**20, f"a run (train.min_free_mb={cfg.train.min_free_mb})")
 
 
-def _trainer_settings(cfg: RunConfig) -> tuple[str, str, bool]:
-    """(accelerator, precision, deterministic): GPU with bf16 autocast when present, exact float32 on CPU."""
-    accelerator = cfg.train.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = cfg.train.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
-    return accelerator, precision, accelerator == "cpu"
-
-
 def run(
     cfg: RunConfig,
     output_dir: str | Path | None = None,
@@ -97,7 +54,7 @@ def run(
     baselines_dir: str | Path | None = None,
     parent_run_id: str | None = None,
     callbacks: list[Any] | None = None,
-    distill: Any = None,
+    distillation: Distillation | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``.
@@ -108,12 +65,14 @@ def run(
     SIGINT raises ``Stopped`` (``training/signals.py``), saying after which epoch and how to continue (``--resume``).
 
     ``callbacks``: extra Lightning callbacks for the Trainer (a sweep's pruning callback); none by default.
-    ``distill``: a ``training.distill.Distillation`` (teacher, temperature, weight) to train this run as a student.
+    ``distillation``: a ``losses.distillation.Distillation`` (teacher, temperature, weight) to train as a student.
     """
     out = Path(output_dir) if output_dir is not None else default_output_dir(cfg)
     with handle_stops():
         try:
-            return _run(cfg, out, tracking_uri, baselines_dir, parent_run_id, callbacks, distill, resume)
+            root = Path(baselines_dir) if baselines_dir is not None else None
+            options = RunOptions(tracking_uri, root, parent_run_id, list(callbacks or []), distillation)
+            return _run(cfg, out, options, resume)
         except Stopped as stop:
             stop.resumable = stop.resumable or resume
             describe_stop(stop, out, cfg.train.epochs)
@@ -145,18 +104,10 @@ def describe_stop(stop: Stopped, out: Path, epochs: int) -> None:
         stop.advice, stop.add_resume = "continue with", True
 
 
-def _run(
-    cfg: RunConfig,
-    out: Path,
-    tracking_uri: str | None,
-    baselines_dir: str | Path | None,
-    parent_run_id: str | None,
-    callbacks: list[Any] | None,
-    distill: Any,
-    resume: bool,
-) -> dict[str, Any]:
-    from mtl_bench.training.fit import fit_and_test  # heavy imports (lightning, datasets) after validation
+def _run(cfg: RunConfig, out: Path, options: RunOptions, resume: bool) -> dict[str, Any]:
+    from mtl_bench.commands.phases import run_phases  # heavy imports (lightning, datasets) after checks
     from mtl_bench.training.resume import finished_results, resume_point
+    from mtl_bench.training.trainer import trainer_settings
 
     validate(cfg, out)
     point = None
@@ -168,12 +119,10 @@ def _run(
         point = resume_point(cfg.model_dump(mode="json"), out)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    accelerator, precision, deterministic = _trainer_settings(cfg)
-    if accelerator == "gpu":
+    settings = trainer_settings(cfg)
+    if settings.accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 for the float32 parts outside bf16 autocast
-    root = Path(baselines_dir) if baselines_dir is not None else None
     try:
-        return fit_and_test(cfg, out, tracking_uri, accelerator, precision, deterministic, root, parent_run_id,
-                            callbacks, distill, resume_from=point)
+        return run_phases(cfg, out, settings, replace(options, resume_from=point))
     except (FloatingPointError, torch.cuda.OutOfMemoryError) as exc:
         raise RunFailed(explain(exc, cfg)) from exc
