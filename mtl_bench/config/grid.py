@@ -11,8 +11,8 @@ from mtl_bench.config.load import build_config
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 
-STRATEGIES = ("sharing", "fusion", "weighting")
-STRATEGY_KEYS = {f"{part}{suffix}" for part in STRATEGIES for suffix in ("", ".name")}
+COMPONENTS = ("sharing", "fusion", "weighting")  # the three strategy choices a compare grid crosses
+STRATEGY_KEYS = {f"{part}{suffix}" for part in COMPONENTS for suffix in ("", ".name")}
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -24,7 +24,7 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
         if not sep or not key.strip() or not choices:
             raise UserError(f"--grid {item!r}: expected KEY=V1,V2,... e.g. --grid sharing=hard,soft")
         key = key.strip()
-        key = f"{key}.name" if key in STRATEGIES else key
+        key = f"{key}.name" if key in COMPONENTS else key
         if key in grid:
             raise UserError(f"--grid {item!r}: {key} is given twice")
         grid[key] = choices

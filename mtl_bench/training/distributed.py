@@ -32,12 +32,12 @@ from torch.nn.parallel import DistributedDataParallel
 from mtl_bench.core.distributed import all_reduce_mean_, world_size
 from mtl_bench.errors import UserError
 
-STRATEGIES = ("auto", "ddp")  # others (ddp_spawn, fsdp, deepspeed) would lose the system's state or shard it
+TRAINER_STRATEGIES = ("auto", "ddp")  # Lightning strategies; others (ddp_spawn, fsdp, deepspeed) would lose the system's state or shard it
 
 
 def check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise UserError(f"train.strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if strategy not in TRAINER_STRATEGIES:
+        raise UserError(f"train.strategy {strategy!r}: expected one of {', '.join(TRAINER_STRATEGIES)}")
 
 
 @contextmanager
