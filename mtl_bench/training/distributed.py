@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from mtl_bench.core.distributed import all_reduce_mean_, world_size
 from mtl_bench.errors import UserError
 
-TRAINER_STRATEGIES = ("auto", "ddp")  # Lightning strategies; others (ddp_spawn, fsdp, deepspeed) would lose the system's state or shard it
+# Lightning strategies a run takes; others (ddp_spawn, fsdp, deepspeed) would lose the system's state or shard it
+TRAINER_STRATEGIES = ("auto", "ddp")
 
 
 def check_strategy(strategy: str) -> None:
