@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mtl_bench.errors import UserError
 from mtl_bench.training.failures import RunFailed
@@ -25,10 +26,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "DIR/submissions/<cell>.json")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl-bench", description="Multi-task learning benchmark on e-commerce data.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _run_arguments(sub: Any) -> None:
     run = sub.add_parser("run", help="train and evaluate one configuration on a suite")
     run.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
     run.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
@@ -45,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      "epoch checkpoint, in the same MLflow run")
     _add_common(run)
 
+
+def _compare_arguments(sub: Any) -> None:
     cmp = sub.add_parser("compare", help="run a grid of configurations over seeds and tabulate them")
     cmp.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
     cmp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
     _add_common(cmp)
 
+
+def _pretrain_arguments(sub: Any) -> None:
     pre = sub.add_parser("pretrain", help="contrastive pre-training of a suite's encoders on its image-text pairs")
     pre.add_argument("--suite", required=True, help="suite name (see `mtl-bench tasks`)")
     pre.add_argument("--seed", type=int, default=None, help="seed (default 0)")
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default runs/<suite>/pretrain/seed<N>)")
     pre.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
 
+
+def _distill_arguments(sub: Any) -> None:
     dst = sub.add_parser("distill", help="distil a trained run (the teacher) into a smaller student, and compare")
     dst.add_argument("--teacher", required=True, metavar="RUN_DIR", help="a finished `mtl-bench run` output folder")
     dst.add_argument("--student", default="small", help="student size: small (dim 64) or tiny (dim 32); default small")
@@ -74,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     dst.add_argument("--output-dir", default=None, help="default: distill-<student> beside the teacher's folder")
     dst.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
 
+
+def _sweep_arguments(sub: Any) -> None:
     swp = sub.add_parser("sweep", help="run an Optuna sweep (FILE), or report on a study (report STUDY)",
                          usage="mtl-bench sweep FILE [options] | mtl-bench sweep report STUDY [--storage URL] "
                                "[--output-dir DIR]")
@@ -92,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; a "
                      "trial silent for 3 heartbeats is failed and retried (default 30)")
 
+
+def _leaderboard_arguments(sub: Any) -> None:
     board = sub.add_parser("leaderboard", help="submit to a leaderboard (submit FILE) or show one (show NAME)",
                            usage="mtl-bench leaderboard submit FILE --leaderboard NAME [--name NAME] | "
                                  "mtl-bench leaderboard show NAME [--format table|md|html|csv] [--output FILE]")
@@ -105,12 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--format", default="table", choices=["table", "md", "html", "csv"], help="default table")
     show.add_argument("--output", default=None, help="write to FILE instead of printing")
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtl-bench", description="Multi-task learning benchmark on e-commerce data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_arguments(sub)
+    _compare_arguments(sub)
+    _pretrain_arguments(sub)
+    _distill_arguments(sub)
+    _sweep_arguments(sub)
+    _leaderboard_arguments(sub)
     sub.add_parser("tasks", help="list suites, tasks and registered components")
     return parser
 
 
 # Every command that trains first builds and checks its config (suite, profile, names, --set keys and value types,
-# --config file) with config/ modules alone, and only then imports training/ (torch, Lightning, MLflow): a typo is
+# --config file) with config/ modules alone, and only then imports commands/ (torch, Lightning, MLflow): a typo is
 # answered at once (benchmarks/cli_latency.py), not after seconds of imports.
 
 
