@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from mtl_bench.config.schema import DataConfig
-from mtl_bench.core.types import TEXT
+from mtl_bench.core.types import SCRATCH, TEXT
 from mtl_bench.data.batches import TaskData
 from mtl_bench.data.sources import load_sources
 from mtl_bench.data.sources.types import Skipped
@@ -73,14 +73,14 @@ def _pixels(values: Any) -> Tensor:
 
 def _title_tokenizer(text_encoder: str, max_len: int, words: Any) -> Any:
     """Titles go through the pretrained encoder's own tokenizer when there is one; captions always use ours."""
-    if text_encoder == "scratch":
+    if text_encoder == SCRATCH:
         return words
     from mtl_bench.encoders.pretrained_text import pretrained_tokenizer
 
     return pretrained_tokenizer(text_encoder, max_len).encode
 
 
-def prepare_suite(specs: list[TaskSpec], cfg: DataConfig, text_encoder: str = "scratch") -> PreparedSuite:
+def prepare_suite(specs: list[TaskSpec], cfg: DataConfig, text_encoder: str = SCRATCH) -> PreparedSuite:
     """Load every task's splits, fit the tokenizer on training texts, and encode everything as tensors.
 
     ``text_encoder`` (model.text_encoder): a pretrained one tokenizes the titles its own way.
