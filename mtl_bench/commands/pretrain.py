@@ -47,15 +47,8 @@ def pretrain(cfg: RunConfig, output_dir: str | Path, tracking_uri: str | None = 
 
 
 def _pretrain(cfg: RunConfig, out: Path, tracking_uri: str | None) -> dict[str, Any]:
-    from mtl_bench.tracking.tracker import (
-        EXPERIMENT_PREFIX,
-        EpochMetricsLogger,
-        NullTracker,
-        Tracker,
-        default_tracking_uri,
-    )
     from mtl_bench.training.disk import check_writable
-    from mtl_bench.training.trainer import make_trainer, quiet_libraries, trainer_settings
+    from mtl_bench.training.trainer import quiet_libraries
 
     check_writable(out)
     quiet_libraries()
@@ -69,18 +62,51 @@ def _pretrain(cfg: RunConfig, out: Path, tracking_uri: str | None) -> dict[str, 
     visual = {name: next(m for m in s["train"].inputs if m != TEXT) for name, s in sources.items()}
     steps = max(-(-len(s["train"]) // cfg.train.batch_size) for s in sources.values())
     system = ContrastivePretrainer(encoders, cfg.model.dim, visual, cfg, steps * cfg.train.epochs)
-    accelerator, precision, deterministic = trainer_settings(cfg)
+    trainer, tracker = _session(cfg, out, tracking_uri, prepared.fingerprint)
+    seconds = _fit(cfg, trainer, tracker, system, sources)
+    state = encoders.state_dict()
+    keys = trained_keys(encoders, {*visual.values(), TEXT})
+    ckpt = {
+        "format": FORMAT, "suite": cfg.suite, "data_fingerprint": prepared.fingerprint,
+        "vocab_size": prepared.vocab_size, "settings": encoder_settings(cfg), "config": cfg.model_dump(mode="json"),
+        "encoders": {k: state[k].detach().cpu().clone() for k in keys},
+    }
+    summary = {
+        "suite": cfg.suite, "seed": cfg.seed, "sources": visual, "train_seconds": round(seconds, 3),
+        "pairs": {n: {sp: len(d) for sp, d in s.items()} for n, s in sources.items()},
+        "history": system.history, "checkpoint": str(out / "pretrained.pt"), "mlflow_run_id": tracker.run_id,
+    }
+    _write(cfg, out, trainer, tracker, ckpt, summary)
+    return summary
+
+
+def _session(cfg: RunConfig, out: Path, tracking_uri: str | None, fingerprint: str) -> tuple[L.Trainer, Any]:
+    """The Trainer (no checkpoints) and the MLflow run, opened by rank 0 alone under DDP."""
+    from mtl_bench.tracking.tracker import (
+        EXPERIMENT_PREFIX,
+        EpochMetricsLogger,
+        NullTracker,
+        Tracker,
+        default_tracking_uri,
+    )
+    from mtl_bench.training.trainer import make_trainer, trainer_settings
+
     logger = EpochMetricsLogger(None)
-    trainer = make_trainer(cfg, out, logger, accelerator, precision, deterministic, stop_callbacks(),
+    trainer = make_trainer(cfg, out, logger, *trainer_settings(cfg), stop_callbacks(),
                            best_checkpoint=False, enable_checkpointing=False)
     uri = tracking_uri or default_tracking_uri()
     with later(check=False):  # a stop signal waits for the MLflow run: `fitting` raises it, and the run is marked
         if trainer.is_global_zero:  # under DDP only rank 0 opens the MLflow run and writes files
             tracker = Tracker(uri, f"{EXPERIMENT_PREFIX}/{cfg.suite}/pretrain", run_name=out.name)
-            tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": prepared.fingerprint})
+            tracker.log_params(cfg.model_dump(mode="json") | {"data_fingerprint": fingerprint})
         else:
             tracker = NullTracker(uri)
     logger.tracker = tracker
+    return trainer, tracker
+
+
+def _fit(cfg: RunConfig, trainer: L.Trainer, tracker: Any, system: ContrastivePretrainer, sources: Any) -> float:
+    """Train; on a stop signal say after which epoch (no resume: nothing is kept); returns the seconds it took."""
     start = time.perf_counter()
     try:
         with fitting(trainer):  # SIGTERM / SIGINT stop at the end of the current batch (signals.py)
@@ -94,19 +120,11 @@ def _pretrain(cfg: RunConfig, out: Path, tracking_uri: str | None) -> dict[str, 
     except BaseException:
         tracker.finish("FAILED")
         raise
-    seconds = time.perf_counter() - start
-    state = encoders.state_dict()
-    keys = trained_keys(encoders, {*visual.values(), TEXT})
-    ckpt = {
-        "format": FORMAT, "suite": cfg.suite, "data_fingerprint": prepared.fingerprint,
-        "vocab_size": prepared.vocab_size, "settings": encoder_settings(cfg), "config": cfg.model_dump(mode="json"),
-        "encoders": {k: state[k].detach().cpu().clone() for k in keys},
-    }
-    summary = {
-        "suite": cfg.suite, "seed": cfg.seed, "sources": visual, "train_seconds": round(seconds, 3),
-        "pairs": {n: {sp: len(d) for sp, d in s.items()} for n, s in sources.items()},
-        "history": system.history, "checkpoint": str(out / "pretrained.pt"), "mlflow_run_id": tracker.run_id,
-    }
+    return time.perf_counter() - start
+
+
+def _write(cfg: RunConfig, out: Path, trainer: L.Trainer, tracker: Any, ckpt: dict[str, Any],
+           summary: dict[str, Any]) -> None:
     with later(check=False):  # pretrained.pt, pretrain.json and the FINISHED mark: all of them, or the stop first
         if trainer.global_rank == 0:
             buffer = io.BytesIO()
@@ -121,4 +139,3 @@ def _pretrain(cfg: RunConfig, out: Path, tracking_uri: str | None) -> dict[str, 
         stop.epochs = (cfg.train.epochs, cfg.train.epochs)
         stop.where = f"{epochs_phrase(cfg.train.epochs, cfg.train.epochs)} (finished: {out / 'pretrained.pt'})"
         raise
-    return summary
