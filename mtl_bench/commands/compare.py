@@ -10,6 +10,7 @@ Single-task cells run first, so every other run of the same seed finds its basel
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,22 @@ from mtl_bench.config.grid import STRATEGY_KEYS, parse_grid, plan  # config work
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.results import baselines
-from mtl_bench.results.io import write_json_atomic
+from mtl_bench.results.io import read_results, write_json_atomic
+from mtl_bench.results.schema import Results
 from mtl_bench.training.disk import check_writable
 from mtl_bench.training.signals import Stopped, handle_stops, later
 
 
-def _done(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
-    """The results of an earlier run into ``path`` with the same resolved config, if any."""
+def _done(path: Path, cfg: RunConfig) -> Results | None:
+    """The results of an earlier run into ``path`` with the same resolved config, if any (a results.json that does
+    not fit the results schema, or whose config no longer validates, is not reused: that run is made again)."""
     results_file = path / "results.json"
     if not results_file.is_file():
         return None
-    results = json.loads(results_file.read_text())
     try:  # through the schema, so a config field added later with its default still matches an older run
-        same = RunConfig.model_validate(results.get("config")) == cfg
-    except ValueError:
+        results = read_results(results_file)
+        same = RunConfig.model_validate(results.config) == cfg
+    except (UserError, ValueError):
         return None
     return results if same else None
 
@@ -103,6 +106,15 @@ def compare(
                         baselines_dir, submit)
 
 
+@dataclass
+class _Progress:
+    """The run in progress, for the line a stop signal prints; ``cell`` None once every run has finished."""
+
+    index: int = 0
+    cell: str | None = ""
+    seed: int = 0
+
+
 def _compare(
     suite: str,
     grid_items: list[str],
@@ -115,7 +127,6 @@ def _compare(
     baselines_dir: str | Path | None,
     submit: bool,
 ) -> tuple[Any, list[Path]]:
-    from mtl_bench.results.table import compare_frame, write_compare
     from mtl_bench.tracking.tracker import default_tracking_uri
 
     out = Path(output_dir) if output_dir is not None else Path("runs") / suite / "compare"
@@ -128,47 +139,73 @@ def _compare(
     with later():  # the parent run and compare_run.json exist together
         parent = _parent(uri, suite, out)
     root = Path(baselines_dir) if baselines_dir is not None else None
-    collected = []
-    cell_of: dict[int, str] = {}  # id(results) -> its grid cell
-    cell_dirs: dict[str, list[Path]] = {}
-    index, cell, seed = 0, "", 0  # the run in progress, for the line a stop signal prints
+    progress = _Progress()
     try:
-        for index, (cell, cfg) in enumerate(runs, start=1):
-            seed, path = cfg.seed, out / "runs" / cell / f"seed{cfg.seed}"
-            cell_dirs.setdefault(cell, []).append(path)
-            results = _done(path, cfg)
-            midway = results is None and _stopped_midway(path, cfg)
-            status = "running"
-            if results is not None:
-                status = "done before, reused"
-            elif midway:
-                status = "continuing from its last epoch checkpoint"
-            print(f"[{index}/{len(runs)}] {cell} seed {cfg.seed}: {status}", flush=True)
-            if results is None:
-                results = run(cfg, path, uri, root, parent_run_id=parent.run_id, resume=midway)
-            collected.append(results)
-            cell_of[id(results)] = cell
-        cell = None  # every run finished: the tables are being written
-        for results in collected:  # runs made before their baseline existed get their delta now
-            if results.get("delta") is None and (found := baselines.load(results, root)) is not None:
-                results["delta"] = baselines.delta_against(results, *found)
-        # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
-        by_strategy = set(parse_grid(grid_items)) <= STRATEGY_KEYS
-        frame = compare_frame(collected) if by_strategy else compare_frame(collected, label=lambda r: cell_of[id(r)])
-        written = write_compare(frame, out)
-        if submit:
-            from mtl_bench.leaderboard.submission import make_submission, write_submission
-
-            for name, dirs in cell_dirs.items():
-                written.append(write_submission(out / "submissions" / f"{name}.json", make_submission(dirs)))
+        collected = _run_all(runs, out, uri, root, parent.run_id, progress)
+        progress.cell = None  # every run finished: the tables are being written
+        frame, written = _tables(_with_late_deltas(collected, root), grid_items, out, submit)
         for path in written:
             parent.log_artifact(path)
     except Stopped as stop:
         parent.finish("KILLED")
-        _describe_stop(stop, index, len(runs), cell, seed)
+        _describe_stop(stop, progress.index, len(runs), progress.cell, progress.seed)
         raise
     except BaseException:
         parent.finish("KILLED")
         raise
     parent.finish("FINISHED")
+    return frame, written
+
+
+def _run_all(runs: list[tuple[str, RunConfig]], out: Path, uri: str, root: Path | None, parent_run_id: str,
+             progress: _Progress) -> list[tuple[str, Results]]:
+    """(cell, results) of every run of the plan, in its order: reused when done, continued when stopped midway."""
+    collected = []
+    for index, (cell, cfg) in enumerate(runs, start=1):
+        progress.index, progress.cell, progress.seed = index, cell, cfg.seed
+        path = out / "runs" / cell / f"seed{cfg.seed}"
+        results = _done(path, cfg)
+        midway = results is None and _stopped_midway(path, cfg)
+        status = "running"
+        if results is not None:
+            status = "done before, reused"
+        elif midway:
+            status = "continuing from its last epoch checkpoint"
+        print(f"[{index}/{len(runs)}] {cell} seed {cfg.seed}: {status}", flush=True)
+        if results is None:
+            results = run(cfg, path, uri, root, parent_run_id=parent_run_id, resume=midway)
+        collected.append((cell, results))
+    return collected
+
+
+def _with_late_deltas(collected: list[tuple[str, Results]], root: Path | None) -> list[tuple[str, Results]]:
+    """Runs made before their baseline existed get their delta now (for the table; their results.json stays)."""
+    done = []
+    for cell, results in collected:
+        if results.delta is None and (found := baselines.load(results, root)) is not None:
+            results = results.model_copy(update={"delta": baselines.delta_against(results, *found)})
+        done.append((cell, results))
+    return done
+
+
+def _tables(collected: list[tuple[str, Results]], grid_items: list[str], out: Path, submit: bool
+            ) -> tuple[Any, list[Path]]:
+    """compare.csv / .md / .png, and with ``submit`` one submission per cell (all its seeds)."""
+    from mtl_bench.results.table import compare_frame, write_compare
+
+    # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
+    if set(parse_grid(grid_items)) <= STRATEGY_KEYS:
+        frame = compare_frame([results for _, results in collected])
+    else:
+        cell_of = {id(results): cell for cell, results in collected}
+        frame = compare_frame([results for _, results in collected], label=lambda r: cell_of[id(r)])
+    written = write_compare(frame, out)
+    if submit:
+        from mtl_bench.leaderboard.submission import make_submission, write_submission
+
+        cell_dirs: dict[str, list[Path]] = {}
+        for cell, results in collected:
+            cell_dirs.setdefault(cell, []).append(out / "runs" / cell / f"seed{results.seed}")
+        for name, dirs in cell_dirs.items():
+            written.append(write_submission(out / "submissions" / f"{name}.json", make_submission(dirs)))
     return frame, written

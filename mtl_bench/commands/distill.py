@@ -8,7 +8,6 @@ plain student side by side per task, with parameters, FLOPs per sample and CPU i
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ from torch import nn
 from mtl_bench.config.student import STUDENTS, check_distill, student_config  # noqa: F401  (STUDENTS: re-exported)
 from mtl_bench.data.batches import TaskData, to_float_pixels
 from mtl_bench.losses.distillation import Distillation
-from mtl_bench.results.io import write_json_atomic, write_text_atomic
+from mtl_bench.results.io import read_results, write_json_atomic, write_text_atomic
+from mtl_bench.results.schema import Results
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.training.signals import Stopped, handle_stops, later
 
@@ -51,14 +51,14 @@ def latency_ms(
     return {key: round(statistics.median(t), 3) for key, t in times.items()}
 
 
-def report(teacher: dict[str, Any], plain: dict[str, Any], distilled: dict[str, Any],
-           latency: dict[int, dict[str, float]]) -> dict[str, Any]:
+def report(teacher: Results, plain: Results, distilled: Results, latency: dict[int, dict[str, float]]
+           ) -> dict[str, Any]:
     """Per task: main scores and the distilled student's share of the teacher's; per model: the costs."""
     runs = {"teacher": teacher, "student": plain, "distilled": distilled}
     tasks = {}
-    for name, t in sorted(teacher["tasks"].items()):
-        main = t["main_score"]
-        scores = {key: r["tasks"][name]["metrics"][main] for key, r in runs.items()}
+    for name, t in sorted(teacher.tasks.items()):
+        main = t.main_score
+        scores = {key: r.tasks[name].metrics[main] for key, r in runs.items()}
         tasks[name] = scores | {
             "main_score": main,
             "retained": scores["distilled"] / scores["teacher"] if scores["teacher"] else float("nan"),
@@ -66,8 +66,8 @@ def report(teacher: dict[str, Any], plain: dict[str, Any], distilled: dict[str, 
         }
     costs = {
         key: {
-            "params": r["cost"]["params"],
-            "flops_per_sample": sum(r["cost"]["flops_per_sample"].values()),
+            "params": r.cost.params,
+            "flops_per_sample": sum(r.cost.flops_per_sample.values()),
             "latency_ms_batch1": latency[1][key],
             "latency_ms_batch64": latency[64][key],
         }
@@ -130,8 +130,8 @@ def _distill(
     from mtl_bench.evaluation.predictions import load_run_model
 
     teacher_dir = Path(teacher_dir)
-    results_file = teacher_dir / "results.json"
     check_distill(teacher_dir, student, profile, sets or [], temperature, alpha)  # every bad input, before loading
+    teacher_results = read_results(teacher_dir / "results.json")
     teacher_cfg, prepared, teacher = load_run_model(teacher_dir)
     cfg = student_config(teacher_cfg, student, profile, sets or [])
     out = Path(output_dir) if output_dir else teacher_dir.parent / f"distill-{student}"
@@ -148,7 +148,7 @@ def _distill(
     latency = {b: latency_ms(models, prepared.tasks, test, b) for b in (1, 64)}
     for per_batch in latency.values():
         per_batch["distilled"] = per_batch["student"]  # the same architecture
-    summary = report(json.loads(results_file.read_text()), plain, distilled, latency)
+    summary = report(teacher_results, plain, distilled, latency)
     summary |= {"teacher": str(teacher_dir), "student": student, "temperature": temperature, "alpha": alpha,
                 "threads": torch.get_num_threads(), "output_dir": str(out)}
     with later():  # distill.json and distill.md together

@@ -37,7 +37,7 @@ from mtl_bench.losses.distillation import Distillation
 from mtl_bench.models.build import build_model
 from mtl_bench.results import baselines
 from mtl_bench.results.io import write_json_atomic
-from mtl_bench.results.schema import Cost, DataReport, Delta, MlflowInfo, Results, SkippedRows, TaskResult
+from mtl_bench.results.schema import Cost, DataReport, MlflowInfo, Results, SkippedRows, TaskResult
 from mtl_bench.tasks.catalog import get_suite, suite_tasks
 from mtl_bench.tracking.tracker import EpochMetricsLogger, Tracker, flatten
 from mtl_bench.training.disk import check_free_space, checkpoint_bytes
@@ -74,8 +74,8 @@ class Evaluation:
     robustness: dict[str, dict[str, float]]
 
 
-def run_phases(cfg: RunConfig, out: Path, settings: TrainerSettings, options: RunOptions) -> dict[str, Any]:
-    """One run from its config to ``out/results.json``; returns the results ({} on DDP ranks other than 0)."""
+def run_phases(cfg: RunConfig, out: Path, settings: TrainerSettings, options: RunOptions) -> Results | None:
+    """One run from its config to ``out/results.json``; returns the results (None on DDP ranks other than 0)."""
     quiet_libraries()
     prepared = prepare(cfg)
     built = build(cfg, prepared, options.distillation)
@@ -83,14 +83,14 @@ def run_phases(cfg: RunConfig, out: Path, settings: TrainerSettings, options: Ru
     with marking(session.tracker):
         train_seconds = train(session, built, options.resume_from)
         if not session.trainer.is_global_zero:
-            return {}
+            return None
         evaluation = evaluate(cfg, prepared, built.model)
     with later(check=False):  # results.json and the FINISHED mark are written together: a stop signal waits
         results = assemble(cfg, prepared, built, session, settings, evaluation, train_seconds)
         results = with_delta(results, out / "results.json", options.baselines_dir)
         write(cfg, out, results, evaluation, session.tracker)
     check(resumable=True)
-    return results.model_dump(mode="json")
+    return results
 
 
 def prepare(cfg: RunConfig) -> PreparedSuite:
@@ -234,13 +234,12 @@ def assemble(cfg: RunConfig, prepared: PreparedSuite, built: Built, session: Ses
 
 def with_delta(results: Results, results_path: Path, root: Path | None) -> Results:
     """Delta-p and Delta-m against the stored single-task baseline (a single-task run stores itself first)."""
-    plain = results.model_dump(mode="json")
     if results.config["sharing"]["name"] == "single-task":
-        baselines.store(plain, results_path, root)
-    found = baselines.load(plain, root)
+        baselines.store(results, results_path, root)
+    found = baselines.load(results, root)
     if found is None:
         return results
-    return results.model_copy(update={"delta": Delta.model_validate(baselines.delta_against(plain, *found))})
+    return results.model_copy(update={"delta": baselines.delta_against(results, *found)})
 
 
 def write(cfg: RunConfig, out: Path, results: Results, evaluation: Evaluation, tracker: Tracker) -> None:

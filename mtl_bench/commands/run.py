@@ -27,6 +27,7 @@ from mtl_bench.weighting import WEIGHTINGS
 
 if TYPE_CHECKING:
     from mtl_bench.losses.distillation import Distillation
+    from mtl_bench.results.schema import Results
 
 
 def default_output_dir(cfg: RunConfig) -> Path:
@@ -56,13 +57,15 @@ def run(
     callbacks: list[Any] | None = None,
     distillation: Distillation | None = None,
     resume: bool = False,
-) -> dict[str, Any]:
-    """Train, select the best validation checkpoint, test it, and write ``output_dir/results.json``.
+) -> Results | None:
+    """Train, select the best validation checkpoint, test it, write ``output_dir/results.json`` and return its
+    ``Results`` (the typed schema of results.json, ``results/schema.py``).
 
     ``resume``: continue the run in ``output_dir`` from its last epoch checkpoint, in the same MLflow run
-    (``training/resume.py``); a finished run is not run again: its results are returned. Under DDP, processes other
-    than rank 0 return ``{}``. A NaN loss or running out of GPU memory raises ``RunFailed`` with one line; SIGTERM or
-    SIGINT raises ``Stopped`` (``training/signals.py``), saying after which epoch and how to continue (``--resume``).
+    (``training/resume.py``); a finished run is not run again: its results are read back and returned. Under DDP,
+    processes other than rank 0 return None. A NaN loss or running out of GPU memory raises ``RunFailed`` with one
+    line; SIGTERM or SIGINT raises ``Stopped`` (``training/signals.py``), saying after which epoch and how to continue
+    (``--resume``).
 
     ``callbacks``: extra Lightning callbacks for the Trainer (a sweep's pruning callback); none by default.
     ``distillation``: a ``losses.distillation.Distillation`` (teacher, temperature, weight) to train as a student.
@@ -104,7 +107,7 @@ def describe_stop(stop: Stopped, out: Path, epochs: int) -> None:
         stop.advice, stop.add_resume = "continue with", True
 
 
-def _run(cfg: RunConfig, out: Path, options: RunOptions, resume: bool) -> dict[str, Any]:
+def _run(cfg: RunConfig, out: Path, options: RunOptions, resume: bool) -> Results | None:
     from mtl_bench.commands.phases import run_phases  # heavy imports (lightning, datasets) after checks
     from mtl_bench.training.resume import finished_results, resume_point
     from mtl_bench.training.trainer import trainer_settings

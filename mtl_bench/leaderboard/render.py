@@ -53,13 +53,13 @@ def board_frame(spec: LeaderboardSpec, entries: list[Submission]) -> pd.DataFram
         return pd.DataFrame(columns=["rank", "name"])
     results_list, owner = [], {}
     for entry in entries:
-        for run in entry.runs:
-            results = run.results.model_dump(mode="json")
-            results["tasks"] = {t: r for t, r in results["tasks"].items() if t in spec.tasks}
+        for run in entry.runs:  # the leaderboard's tasks only
+            tasks = {t: r for t, r in run.results.tasks.items() if t in spec.tasks}
+            results = run.results.model_copy(update={"tasks": tasks})
             owner[id(results)] = entry.name
             results_list.append(results)
     base = _baseline(spec, entries)
-    seeds = {r["seed"] for r in results_list}
+    seeds = {r.seed for r in results_list}
     directions = metric_directions(results_list[0])
     frame = compare_frame(results_list, {s: base for s in seeds} if base else {}, directions,
                           label=lambda r: owner[id(r)])

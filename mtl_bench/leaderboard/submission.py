@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtl_bench.errors import UserError, field_error
-from mtl_bench.results.io import write_json_atomic
+from mtl_bench.results.io import read_results, write_json_atomic
 from mtl_bench.results.schema import Results
 
 SUBMISSION_VERSION = 1
@@ -73,27 +73,24 @@ def make_submission(run_dirs: list[Path], name: str | None = None) -> dict[str, 
     checkpoint for runs that predate predictions.json). Every run must have the same config apart from the seed."""
     from mtl_bench.evaluation.predictions import load_predictions
 
-    runs = []
-    for run_dir in run_dirs:
-        results = Results.model_validate(json.loads((run_dir / "results.json").read_text())).model_dump(mode="json")
-        runs.append({"results": results, "predictions": load_predictions(run_dir)})
-    first = runs[0]["results"]
+    runs = [SeedRun(results=read_results(d / "results.json"), predictions=load_predictions(d)) for d in run_dirs]
+    first = runs[0].results
     for run, run_dir in zip(runs, run_dirs, strict=True):
-        if without_seed(run["results"]["config"]) != without_seed(first["config"]):
+        if without_seed(run.results.config) != without_seed(first.config):
             raise UserError(f"{run_dir}: its config differs from {run_dirs[0]}'s beyond the seed: one submission "
                             "holds the seeds of one configuration")
-    provenance = first["provenance"]
+    provenance = first.provenance
     submission = Submission(
-        name=name or default_name(first["config"]),
+        name=name or default_name(first.config),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        suite=first["suite"],
-        suite_version=first["suite_version"],
-        data_fingerprint=first["data_fingerprint"],
-        package_version=provenance["package_version"],
+        suite=first.suite,
+        suite_version=first.suite_version,
+        data_fingerprint=first.data_fingerprint,
+        package_version=provenance.package_version,
         environment=Environment(python=platform.python_version(), platform=platform.platform(),
-                                torch=provenance["torch_version"], device=provenance["device"]),
-        config=without_seed(first["config"]),
-        runs=sorted(runs, key=lambda r: r["results"]["seed"]),
+                                torch=provenance.torch_version, device=provenance.device),
+        config=without_seed(first.config),
+        runs=sorted(runs, key=lambda r: r.results.seed),
     )
     return submission.model_dump(mode="json")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_bench.results.io import write_json_atomic
+from mtl_bench.results.schema import Delta, Results
 
 VARIED = ("sharing", "weighting", "seed", "profile")
 ENVIRONMENT = {"data": ("dir",), "train": ("progress", "num_threads", "accelerator", "devices", "precision")}
@@ -40,28 +41,28 @@ def baseline_key(config: dict[str, Any], fingerprint: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def baseline_path(results: dict[str, Any], root: Path | None = None) -> Path:
-    key = baseline_key(results["config"], results["data_fingerprint"])
-    suite = Path(results["suite"]) / f"v{results['suite_version']}"
-    return (root or default_dir()) / suite / key / f"seed{results['seed']}.json"
+def baseline_path(results: Results, root: Path | None = None) -> Path:
+    key = baseline_key(results.config, results.data_fingerprint)
+    suite = Path(results.suite) / f"v{results.suite_version}"
+    return (root or default_dir()) / suite / key / f"seed{results.seed}.json"
 
 
-def store(results: dict[str, Any], results_path: Path, root: Path | None = None) -> Path:
+def store(results: Results, results_path: Path, root: Path | None = None) -> Path:
     """File a single-task run's test scores as the baseline of its settings and seed (atomic; a rerun replaces it)."""
     entry = {
-        "suite": results["suite"],
-        "suite_version": results["suite_version"],
-        "seed": results["seed"],
-        "data_fingerprint": results["data_fingerprint"],
-        "fusion": results["config"]["fusion"],
-        "tasks": {name: task["metrics"] for name, task in results["tasks"].items()},
+        "suite": results.suite,
+        "suite_version": results.suite_version,
+        "seed": results.seed,
+        "data_fingerprint": results.data_fingerprint,
+        "fusion": results.config["fusion"],
+        "tasks": {name: task.metrics for name, task in results.tasks.items()},
         "results": str(Path(results_path).resolve()),
-        "created": results["provenance"]["created"],
+        "created": results.provenance.created,
     }
     return write_json_atomic(baseline_path(results, root), entry)
 
 
-def load(results: dict[str, Any], root: Path | None = None) -> tuple[dict[str, dict[str, float]], Path] | None:
+def load(results: Results, root: Path | None = None) -> tuple[dict[str, dict[str, float]], Path] | None:
     """The baseline scores {task: {metric: value}} for a run's settings and seed, and their path; None if absent."""
     path = baseline_path(results, root)
     if not path.is_file():
@@ -69,32 +70,31 @@ def load(results: dict[str, Any], root: Path | None = None) -> tuple[dict[str, d
     return json.loads(path.read_text())["tasks"], path
 
 
-def metric_directions(results: dict[str, Any]) -> dict[str, dict[str, bool]]:
-    """{task: {metric: higher_is_better}} for every metric of a results dict, from the task types' definitions."""
+def metric_directions(results: Results) -> dict[str, dict[str, bool]]:
+    """{task: {metric: higher_is_better}} for every metric of a run, from the task types' definitions."""
     from mtl_bench.tasks import TASK_TYPES
 
     return {
-        name: {metric: TASK_TYPES.get(task["type"]).directions[metric] for metric in task["metrics"]}
-        for name, task in results["tasks"].items()
+        name: {metric: TASK_TYPES.get(task.type).directions[metric] for metric in task.metrics}
+        for name, task in results.tasks.items()
     }
 
 
-def delta_against(results: dict[str, Any], base: dict[str, dict[str, float]], path: Path) -> dict[str, Any]:
+def delta_against(results: Results, base: dict[str, dict[str, float]], path: Path) -> Delta:
     """results.json's ``delta`` entry: Delta-p and Delta-m of a run's test metrics against baseline scores."""
     from mtl_bench.results.scores import delta_m, delta_p
 
-    method = {name: task["metrics"] for name, task in results["tasks"].items()}
+    method = {name: task.metrics for name, task in results.tasks.items()}
     directions = metric_directions(results)
     dp, dm = delta_p(method, base, directions), delta_m(method, base, directions)
-    return {"delta_p": dp.value, "delta_m": dm.value, "baseline": str(path), "skipped": dp.skipped}
+    return Delta(delta_p=dp.value, delta_m=dm.value, baseline=str(path), skipped=dp.skipped)
 
 
-def how_to_make(results: dict[str, Any]) -> str:
+def how_to_make(results: Results) -> str:
     """The command that creates the missing baseline for a run."""
-    cfg = results["config"]
-    parts = [f"mtl-bench run --suite {results['suite']} --sharing single-task --seed {results['seed']}"]
-    if results["profile"] != "default":
-        parts.append(f"--profile {results['profile']}")
-    if cfg["fusion"]["name"] != "early":
-        parts.append(f"--fusion {cfg['fusion']['name']}")
+    parts = [f"mtl-bench run --suite {results.suite} --sharing single-task --seed {results.seed}"]
+    if results.profile != "default":
+        parts.append(f"--profile {results.profile}")
+    if results.config["fusion"]["name"] != "early":
+        parts.append(f"--fusion {results.config['fusion']['name']}")
     return " ".join(parts) + " (with the same --set overrides as this run)"

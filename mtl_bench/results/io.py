@@ -1,4 +1,5 @@
-"""Atomic writes: a temporary file in the same folder, fsync, then rename, so no reader sees half a file."""
+"""Atomic writes: a temporary file in the same folder, fsync, then rename, so no reader sees half a file. And the one
+validated read of a results.json, so every consumer works on the typed ``Results``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from mtl_bench.errors import UserError, field_error
+from mtl_bench.results.schema import Results
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -34,3 +40,18 @@ def write_json_atomic(path: str | Path, obj: Any, compact: bool = False) -> Path
     """Indented for reading, or ``compact`` (no whitespace) for bulky files such as predictions."""
     text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
     return write_text_atomic(path, text + "\n")
+
+
+def read_results(path: str | Path) -> Results:
+    """A results.json, checked against the schema; a UserError naming the file (and the field) when it cannot be read,
+    is not JSON or does not fit ``Results`` (e.g. written by an mtl-bench of another ``SCHEMA_VERSION``)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    try:
+        return Results.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {field_error(exc)}") from None

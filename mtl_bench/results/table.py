@@ -1,9 +1,8 @@
 """The comparison table of ``mtl-bench compare``: one row per cell (sharing × fusion × weighting), over seeds.
 
-Input is a list of results.json dicts (see ``results/schema.py``). Scores are the test-split main score of every task,
+Input is a list of runs' ``Results`` (``results/schema.py``). Scores are the test-split main score of every task,
 Δp / Δm against the single-task baseline of the same seed (``results/scores.py``), the mean rank of the cells, and the
 run cost. Every mean over seeds comes with a Student-t 95% confidence half-width in a column named ``"<column> ci95"``.
-Cost fields are read when present and numeric, so results written before a cost field existed still compare.
 """
 
 from __future__ import annotations
@@ -13,12 +12,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from mtl_bench.results.io import write_bytes_atomic, write_text_atomic
+from mtl_bench.results.schema import Results
 from mtl_bench.results.scores import Directions, delta_m, delta_p, mean_ci95, mean_rank
 
 AXES = ("sharing", "fusion", "weighting")
@@ -37,13 +37,13 @@ LEGEND = (
 )
 
 
-def cell_label(results: Mapping[str, Any]) -> str:
+def cell_label(results: Results) -> str:
     """``sharing/fusion/weighting``, then ``axis={options json}`` for every axis whose options are not empty.
 
     Options are compared as written in the config (its default is ``{}``), keys sorted, so the same options always
     give the same label: ``hard/early/ew weighting={"alpha":1.5}``.
     """
-    config = results["config"]
+    config = results.config
     label = "/".join(str(config[axis]["name"]) for axis in AXES)
     options = [
         f"{axis}={json.dumps(config[axis]['options'], sort_keys=True, separators=(',', ':'))}"
@@ -53,12 +53,12 @@ def cell_label(results: Mapping[str, Any]) -> str:
     return " ".join([label, *options])
 
 
-def _cost(results: Mapping[str, Any], field: str) -> float | None:
-    value = results.get("cost", {}).get(field)
-    if isinstance(value, Mapping):  # per task
-        parts = list(value.values())
-        return float(sum(parts)) if parts and all(_is_number(v) for v in parts) else None
-    return float(value) if _is_number(value) else None
+def _cost(results: Results, field: str) -> float | None:
+    """A cost field as a number; ``flops_per_sample`` (per task) summed over tasks, None when it has no task."""
+    value = getattr(results.cost, field)
+    if isinstance(value, Mapping):
+        return float(sum(value.values())) if value else None
+    return float(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -66,88 +66,84 @@ def _is_number(value: Any) -> bool:
 
 
 def _seed_deltas(
-    results: Mapping[str, Any], baselines: Mapping[int, Any] | None, directions: Directions | None, label: str
+    results: Results, baselines: Mapping[int, Any] | None, directions: Directions | None, label: str
 ) -> tuple[float, float, list[str]] | None:
     """(Δp, Δm, skipped) of one run, or None when its seed has no baseline (nor a stored delta, without baselines)."""
     if baselines is None:
-        stored = results.get("delta")
-        if isinstance(stored, Mapping) and all(_is_number(stored.get(k)) for k in DELTAS):
-            return float(stored["delta_p"]), float(stored["delta_m"]), list(stored.get("skipped", []))
+        stored = results.delta
+        return None if stored is None else (stored.delta_p, stored.delta_m, list(stored.skipped))
+    if results.seed not in baselines:
         return None
-    if results["seed"] not in baselines:
-        return None
-    method = {task: r["metrics"] for task, r in results["tasks"].items()}
-    base = {task: m for task, m in baselines[results["seed"]].items() if task in method}
+    method = {task: r.metrics for task, r in results.tasks.items()}
+    base = {task: m for task, m in baselines[results.seed].items() if task in method}
     try:
         p, m = delta_p(method, base, directions or {}), delta_m(method, base, directions or {})
     except ValueError as exc:
-        raise ValueError(f"cell {label!r}, seed {results['seed']}: {exc}") from None
+        raise ValueError(f"cell {label!r}, seed {results.seed}: {exc}") from None
     return p.value, m.value, p.skipped
 
 
-def compare_frame(
-    results_list: Sequence[Mapping[str, Any]],
-    baselines: Mapping[int, Mapping[str, Mapping[str, float]]] | None = None,
-    directions: Directions | None = None,
-    label: Callable[[Mapping[str, Any]], str] = cell_label,
-) -> pd.DataFrame:
-    """One row per cell, sorted best first: by Δp (descending) when any cell has one, else by mean rank.
-
-    ``baselines`` maps seed -> single-task scores ``{task: {metric: value}}``; each run is scored against the baseline
-    of its own seed, over the tasks it has, with ``directions`` ``{task: {metric: higher_is_better}}`` covering every
-    metric. ``label`` names the row of a run (default: its cell). A run whose seed has no baseline gets NaN, which
-    makes its cell's Δp / Δm NaN. With ``baselines=None``
-    the Δ stored in each results.json (``delta``) is used where present. ``frame.attrs`` holds
-    ``missing_baseline_seeds`` (sorted seeds without a baseline), ``skipped_metrics`` ("task/metric" with a zero
-    baseline), ``higher_is_better`` (score column -> direction) and ``suite``.
-    """
-    if not results_list:
-        raise ValueError("compare_frame needs at least one results dict")
-    if baselines is not None and directions is None:
-        raise ValueError("compare_frame: baselines given without metric directions")
-    suites = sorted({str(r["suite"]) for r in results_list})
+def _cells(results_list: Sequence[Results], label: Callable[[Results], str]) -> dict[str, list[Results]]:
+    """The runs of each cell, cells in order of first appearance; one suite, each seed once per cell."""
+    suites = sorted({r.suite for r in results_list})
     if len(suites) > 1:
         raise ValueError(f"results of several suites cannot be compared in one table: {', '.join(suites)}")
-    cells: dict[str, list[Mapping[str, Any]]] = {}
+    cells: dict[str, list[Results]] = {}
     for results in results_list:
         name = label(results)
         runs = cells.setdefault(name, [])
-        if any(r["seed"] == results["seed"] for r in runs):
-            raise ValueError(f"cell {name!r} has seed {results['seed']} twice")
+        if any(r.seed == results.seed for r in runs):
+            raise ValueError(f"cell {name!r} has seed {results.seed} twice")
         runs.append(results)
-    mains: dict[str, tuple[str, bool]] = {}  # task -> (main score, higher is better)
+    return cells
+
+
+def _main_scores(results_list: Sequence[Results]) -> dict[str, tuple[str, bool]]:
+    """task -> (main score, higher is better), which every run must agree on."""
+    mains: dict[str, tuple[str, bool]] = {}
     for results in results_list:
-        for task, r in results["tasks"].items():
-            main = (r["main_score"], bool(r["higher_is_better"]))
+        for task, r in results.tasks.items():
+            main = (r.main_score, r.higher_is_better)
             if mains.setdefault(task, main) != main:
                 raise ValueError(f"task {task!r}: main score {main} in one run, {mains[task]} in another")
+    return mains
 
-    missing: set[int] = set()
-    skipped: set[str] = set()
-    rows = []
-    for name, runs in cells.items():
-        config = runs[0]["config"]
-        row: dict[str, Any] = {"cell": name, **{axis: config[axis]["name"] for axis in AXES}, "seeds": len(runs)}
-        for task, (main, _) in mains.items():
-            values = [r["tasks"][task]["metrics"][main] if task in r["tasks"] else math.nan for r in runs]
-            row[f"{task}/{main}"], row[f"{task}/{main}{CI}"] = mean_ci95(values)
-        deltas: dict[str, list[float]] = {name: [] for name in DELTAS}
-        for results in runs:
-            seed_deltas = _seed_deltas(results, baselines, directions, name)
-            if seed_deltas is None:
-                missing.add(int(results["seed"]))
-                seed_deltas = (math.nan, math.nan, [])
-            deltas["delta_p"].append(seed_deltas[0])
-            deltas["delta_m"].append(seed_deltas[1])
-            skipped.update(seed_deltas[2])
-        for name in DELTAS:
-            row[name], row[f"{name}{CI}"] = mean_ci95(deltas[name])
-        for field in COSTS:
-            values = [v for r in runs if (v := _cost(r, field)) is not None]
-            if values:
-                row[field] = float(np.mean(values))
-        rows.append(row)
 
+class _Seeds(NamedTuple):
+    missing: set[int]  # seeds without a baseline (nor a stored delta)
+    skipped: set[str]  # "task/metric" left out of Δ for a zero baseline
+
+
+def _cell_row(
+    name: str, runs: list[Results], mains: dict[str, tuple[str, bool]], baselines: Mapping[int, Any] | None,
+    directions: Directions | None, seeds: _Seeds,
+) -> dict[str, Any]:
+    """One cell's row: mean and CI over its seeds of every main score, of Δp and Δm, and the mean costs."""
+    config = runs[0].config
+    row: dict[str, Any] = {"cell": name, **{axis: config[axis]["name"] for axis in AXES}, "seeds": len(runs)}
+    for task, (main, _) in mains.items():
+        values = [r.tasks[task].metrics[main] if task in r.tasks else math.nan for r in runs]
+        row[f"{task}/{main}"], row[f"{task}/{main}{CI}"] = mean_ci95(values)
+    deltas: dict[str, list[float]] = {d: [] for d in DELTAS}
+    for results in runs:
+        seed_deltas = _seed_deltas(results, baselines, directions, name)
+        if seed_deltas is None:
+            seeds.missing.add(results.seed)
+            seed_deltas = (math.nan, math.nan, [])
+        deltas["delta_p"].append(seed_deltas[0])
+        deltas["delta_m"].append(seed_deltas[1])
+        seeds.skipped.update(seed_deltas[2])
+    for d in DELTAS:
+        row[d], row[f"{d}{CI}"] = mean_ci95(deltas[d])
+    for field in COSTS:
+        values = [v for r in runs if (v := _cost(r, field)) is not None]
+        if values:
+            row[field] = float(np.mean(values))
+    return row
+
+
+def _ranked_frame(rows: list[dict[str, Any]], mains: dict[str, tuple[str, bool]]) -> pd.DataFrame:
+    """The rows with their mean rank, columns in order, sorted best first."""
     ranks = mean_rank(
         {row["cell"]: {task: row[f"{task}/{main}"] for task, (main, _) in mains.items()} for row in rows},
         {task: hib for task, (_, hib) in mains.items()},
@@ -162,11 +158,38 @@ def compare_frame(
         frame = frame.sort_values(["delta_p", "mean_rank", "cell"], ascending=[False, True, True], na_position="last")
     else:
         frame = frame.sort_values(["mean_rank", "cell"], na_position="last")
-    frame = frame.reset_index(drop=True)
+    return frame.reset_index(drop=True)
+
+
+def compare_frame(
+    results_list: Sequence[Results],
+    baselines: Mapping[int, Mapping[str, Mapping[str, float]]] | None = None,
+    directions: Directions | None = None,
+    label: Callable[[Results], str] = cell_label,
+) -> pd.DataFrame:
+    """One row per cell, sorted best first: by Δp (descending) when any cell has one, else by mean rank.
+
+    ``baselines`` maps seed -> single-task scores ``{task: {metric: value}}``; each run is scored against the baseline
+    of its own seed, over the tasks it has, with ``directions`` ``{task: {metric: higher_is_better}}`` covering every
+    metric. ``label`` names the row of a run (default: its cell). A run whose seed has no baseline gets NaN, which
+    makes its cell's Δp / Δm NaN. With ``baselines=None``
+    the Δ stored in each run's results (``delta``) is used where present. ``frame.attrs`` holds
+    ``missing_baseline_seeds`` (sorted seeds without a baseline), ``skipped_metrics`` ("task/metric" with a zero
+    baseline), ``higher_is_better`` (score column -> direction) and ``suite``.
+    """
+    if not results_list:
+        raise ValueError("compare_frame needs at least one run's results")
+    if baselines is not None and directions is None:
+        raise ValueError("compare_frame: baselines given without metric directions")
+    cells = _cells(results_list, label)
+    mains = _main_scores(results_list)
+    seeds = _Seeds(set(), set())
+    frame = _ranked_frame([_cell_row(name, runs, mains, baselines, directions, seeds) for name, runs in cells.items()],
+                          mains)
     frame.attrs = {
-        "suite": suites[0],
-        "missing_baseline_seeds": sorted(missing),
-        "skipped_metrics": sorted(skipped),
+        "suite": results_list[0].suite,
+        "missing_baseline_seeds": sorted(seeds.missing),
+        "skipped_metrics": sorted(seeds.skipped),
         "higher_is_better": {f"{t}/{main}": hib for t, (main, hib) in mains.items()}
         | {"delta_p": True, "delta_m": False, "mean_rank": False},
     }

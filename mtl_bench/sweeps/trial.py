@@ -1,6 +1,6 @@
 """One Optuna trial: suggested params -> a run config per seed -> ordinary runs -> objective values.
 
-Each seed is a ``training.run.run()`` into ``<out>/trials/<number>/seed<k>`` (results.json, checkpoint, an MLflow
+Each seed is a ``commands.run.run()`` into ``<out>/trials/<number>/seed<k>`` (results.json, checkpoint, an MLflow
 run with per-epoch metrics). Those runs are children of the trial's MLflow run, itself a child of the study's
 parent run; the trial run holds the suggested params, the objective values, the mean validation score per epoch
 and the Optuna study name and trial number as tags. Every MLflow call goes through an explicit client (``Tracker``),
@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from mtl_bench.config.load import build_config
+from mtl_bench.results.schema import Results
 from mtl_bench.sweeps.objectives import objective_values
 from mtl_bench.sweeps.space import suggest, to_sets
 from mtl_bench.sweeps.spec import SweepSpec
@@ -68,7 +69,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float | list[float]:
     trial.set_user_attr("mlflow_run_id", tracker.run_id)
     tracker.log_params(params)
     folder = trial_folder(ctx.out, trial.number)
-    seeds: list[dict[str, Any]] = []
+    seeds: list[Results] = []
     try:
         for cfg in configs:
             callbacks = [_pruning_callback(trial)] if ctx.prunes and cfg.seed == 0 else None
@@ -100,12 +101,12 @@ def _pruning_callback(trial: optuna.Trial) -> Any:
     return PyTorchLightningPruningCallback(trial, monitor=SCORE)
 
 
-def _log_curve(tracker: Tracker, seeds: list[dict[str, Any] | None]) -> None:
+def _log_curve(tracker: Tracker, seeds: list[Results | None]) -> None:
     """The trial's ``val/score`` per epoch: the mean over its seeds' MLflow histories.
 
     ``None`` stands for the seed that was cut short by pruning: its history is read from the child run.
     """
-    run_ids = [r["mlflow"]["run_id"] for r in seeds if r is not None]
+    run_ids = [r.mlflow.run_id for r in seeds if r is not None]
     if None in seeds:
         running = _children(tracker, statuses=("FAILED", "RUNNING"))
         run_ids += running[:1]

@@ -32,7 +32,8 @@ from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mtl_bench.errors import UserError
-from mtl_bench.results.io import write_json_atomic
+from mtl_bench.results.io import read_results, write_json_atomic
+from mtl_bench.results.schema import Results
 from mtl_bench.tracking.tracker import EXPERIMENT_PREFIX, NullTracker, Tracker, default_tracking_uri, flatten
 
 CHECKPOINTS = "checkpoints"
@@ -52,10 +53,10 @@ class ResumePoint:
     tracking_uri: str
 
 
-def finished_results(out: Path) -> dict[str, Any] | None:
-    """The results of a finished run in ``out`` (results.json is written last), else None."""
+def finished_results(out: Path) -> Results | None:
+    """The results of a finished run in ``out`` (results.json is written last), validated, else None."""
     path = out / RESULTS
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_results(path) if path.is_file() else None
 
 
 def resume_point(config: dict[str, Any], out: Path) -> ResumePoint:

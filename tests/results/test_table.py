@@ -1,4 +1,4 @@
-"""The compare table from synthetic results dicts: 2 cells x 2 seeds, one lower-is-better main score."""
+"""The compare table from synthetic results: 2 cells x 2 seeds, one lower-is-better main score."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtl_bench.results.schema import Delta, Results
 from mtl_bench.results.table import cell_label, compare_frame, compare_markdown, write_compare
+from tests.results.make import make_results as results_of
+from tests.results.make import task_result
 
 T_975_DF1 = 12.706204736174707  # Student-t 0.975 quantile for n = 2 seeds
 DIRECTIONS = {"cls": {"accuracy": True, "macro_f1": True}, "tags": {"hamming": False}}
@@ -31,26 +34,20 @@ EW, DWA = "hard/early/ew", 'hard/early/dwa weighting={"temperature":2.0}'
 
 def make_results(
     weighting: str, options: dict | None, seed: int, scores: tuple[float, float, float], **cost: Any
-) -> dict[str, Any]:
-    """A results.json dict with the fields compare reads; ``cost`` adds or overrides cost fields."""
+) -> Results:
+    """A run's results in a toy suite of two tasks; ``cost`` overrides cost fields."""
     accuracy, macro_f1, hamming = scores
     strategy = {"sharing": ("hard", {}), "fusion": ("early", {}), "weighting": (weighting, options or {})}
-    return {
-        "suite": "toy",
-        "seed": seed,
-        "config": {axis: {"name": name, "options": opts} for axis, (name, opts) in strategy.items()},
-        "tasks": {
-            "cls": {"main_score": "accuracy", "higher_is_better": True,
-                    "metrics": {"accuracy": accuracy, "macro_f1": macro_f1}},
-            "tags": {"main_score": "hamming", "higher_is_better": False, "metrics": {"hamming": hamming}},
-        },
-        "cost": {"params": 1000, "trainable_params": 900, "train_seconds": 10.0 + seed, "peak_memory_mb": 50.0,
-                 **cost},
-        "robustness": {"cls": {"no_image": 0.1}},
+    tasks = {
+        "cls": task_result("accuracy", {"accuracy": accuracy, "macro_f1": macro_f1}),
+        "tags": task_result("hamming", {"hamming": hamming}, type="multilabel", higher_is_better=False),
     }
+    cost = {"params": 1000, "trainable_params": 900, "train_seconds": 10.0 + seed, "peak_memory_mb": 50.0} | cost
+    return results_of(suite="toy", seed=seed, tasks=tasks, cost=cost,
+                      config={axis: {"name": name, "options": opts} for axis, (name, opts) in strategy.items()})
 
 
-def all_results() -> list[dict[str, Any]]:
+def all_results() -> list[Results]:
     return [make_results(w, OPTIONS[w], s, scores) for (w, s), scores in SCORES.items()]
 
 
@@ -100,14 +97,15 @@ def test_compare_frame_two_cells_two_seeds() -> None:
     assert frame.attrs["higher_is_better"]["tags/hamming"] is False
 
 
-def test_cost_fields_are_read_when_present() -> None:
+def test_cost_columns_are_means_over_seeds_and_flops_sum_over_tasks() -> None:
     results = all_results()
-    for r in results[:2]:  # the ew cell reports the newer cost fields, the dwa cell does not
-        r["cost"].update(flops_per_sample={"cls": 100, "tags": 50}, step_ms=2.0 + r["seed"], backward_passes=1)
+    for r in results[:2]:  # the ew cell's two seeds
+        r.cost.flops_per_sample = {"cls": 100, "tags": 50 + r.seed}
+        r.cost.step_ms = 2.0 + r.seed
     frame = compare_frame(results).set_index("cell")
-    assert frame.loc[EW, "flops_per_sample"] == 150 and frame.loc[EW, "step_ms"] == pytest.approx(2.5)
-    assert frame.loc[EW, "backward_passes"] == 1
-    assert math.isnan(frame.loc[DWA, "step_ms"])
+    assert frame.loc[EW, "flops_per_sample"] == 150.5 and frame.loc[EW, "step_ms"] == pytest.approx(2.5)
+    assert frame.loc[EW, "backward_passes"] == 1 and frame.loc[DWA, "step_ms"] == 1.0
+    assert frame.loc[DWA, "flops_per_sample"] == 200  # the default: 100 per task
     assert "samples_per_second" not in frame.columns
 
 
@@ -130,7 +128,7 @@ def test_without_baselines_stored_deltas_are_used_and_rank_sorts() -> None:
     assert frame["delta_p"].isna().all() and frame.attrs["missing_baseline_seeds"] == [0, 1]
     assert list(frame["mean_rank"]) == [1.5, 1.5] and list(frame["cell"]) == sorted([EW, DWA])
     for r, value in zip(results, [1.0, 3.0, -1.0, -1.0], strict=True):
-        r["delta"] = {"delta_p": value, "delta_m": -value, "baseline": "x", "skipped": []}
+        r.delta = Delta(delta_p=value, delta_m=-value, baseline="x")
     frame = compare_frame(results).set_index("cell")
     assert frame.loc[EW, "delta_p"] == 2.0 and frame.loc[DWA, "delta_m"] == 1.0
 
@@ -138,7 +136,7 @@ def test_without_baselines_stored_deltas_are_used_and_rank_sorts() -> None:
 def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="seed 0 twice"):
         compare_frame(all_results() + [make_results("ew", None, 0, (0.8, 0.6, 0.1))], None)
-    other = make_results("ew", None, 5, (0.8, 0.6, 0.1)) | {"suite": "other"}
+    other = make_results("ew", None, 5, (0.8, 0.6, 0.1)).model_copy(update={"suite": "other"})
     with pytest.raises(ValueError, match="other, toy"):
         compare_frame(all_results() + [other], None)
     with pytest.raises(ValueError, match=r"seed 1: .*'cls'.*'macro_f1'.*baseline"):

@@ -17,6 +17,7 @@ from mtl_bench.results import baselines
 from mtl_bench.sweeps import objectives, report, runner
 from mtl_bench.sweeps.runner import SurplusTrial, _claim, sweep
 from mtl_bench.sweeps.space import suggest
+from tests.results.make import make_results, task_result
 from tests.sweeps.conftest import write_sweep
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -122,24 +123,17 @@ def test_a_different_sweep_or_tracking_store_cannot_join_a_study(fake_trials, sw
 
 def test_objectives_read_validation_scores_and_costs_and_delta_against_the_baselines_validation(tmp_path):
     def results(sharing, acc, cider, test_acc):
-        return {
-            "suite": "ecommerce", "suite_version": 1, "seed": 0, "profile": "smoke", "data_fingerprint": "f",
-            "config": RunConfig.model_validate(
-                {"suite": "ecommerce", "sharing": {"name": sharing}, "model": {"dim": 32}}
-            ).model_dump(mode="json"),
-            "tasks": {
-                "c": {"type": "classification", "main_score": "accuracy", "metrics": {"accuracy": test_acc},
-                      "best_val": {"accuracy": acc}},
-                "p": {"type": "captioning", "main_score": "cider", "metrics": {"cider": 0.3},
-                      "best_val": {"cider": cider}},
-            },
-            "cost": {"params": 100, "step_ms": 2.5, "flops_per_sample": {"c": 10, "p": 30}},
-            "provenance": {"created": "now"},
-        }
+        config = RunConfig.model_validate({"suite": "ecommerce", "sharing": {"name": sharing}, "model": {"dim": 32}})
+        return make_results(
+            config=config.model_dump(mode="json"),
+            tasks={"c": task_result("accuracy", {"accuracy": test_acc}, best_val={"accuracy": acc}),
+                   "p": task_result("cider", {"cider": 0.3}, type="captioning", best_val={"cider": cider})},
+            cost={"params": 100, "step_ms": 2.5, "flops_per_sample": {"c": 10, "p": 30}},
+        )
 
     base, method = results("single-task", 0.5, 0.2, 0.9), results("hard", 0.6, 0.1, 0.1)
     base_file = tmp_path / "base.json"
-    base_file.write_text(json.dumps(base))
+    base_file.write_text(json.dumps(base.model_dump(mode="json")))
     baselines.store(base, base_file, tmp_path / "store")
     two = [method, results("hard", 0.8, 0.3, 0.1)]
     assert objectives.objective_value("mean_main_score", two) == pytest.approx(((0.6 + 0.1) / 2 + 0.55) / 2)
@@ -229,8 +223,8 @@ def test_pruning_reports_val_score_per_epoch_of_seed_0_and_marks_the_trial_and_i
             tracker.finish("FAILED")  # as commands/phases.py does
             raise
         tracker.finish()
-        task = {"main_score": "accuracy", "best_val": {"accuracy": score}}
-        return {"tasks": {"t": task}, "mlflow": {"run_id": tracker.run_id}}
+        task = task_result("accuracy", {"accuracy": 0.0}, best_val={"accuracy": score})
+        return make_results(tasks={"t": task}, mlflow={"tracking_uri": tracking_uri, "run_id": tracker.run_id})
 
     monkeypatch.setattr(training_run, "run", fake_run)
     path = write_sweep(tmp_path, data_dir, "prune", n_trials=6, pruner="median")

@@ -182,13 +182,13 @@ def test_product_search_alone_end_to_end(tmp_path, monkeypatch, data_dir) -> Non
     sets = [f"data.dir={data_dir}", "train.epochs=1", "train.limit_train_batches=2", "train.progress=false"]
     cfg = build_config("search", "smoke", sets=sets)
     results = run(cfg, tmp_path / "run", f"sqlite:///{tmp_path / 'm.db'}")
-    got = results["tasks"][TASK]
-    assert got["type"] == "retrieval" and got["main_score"] == "mean_recall"
-    assert set(got["metrics"]) == set(got["trivial_baseline"]) == set(RETRIEVAL_METRICS)
-    assert results["robustness"] == {TASK: {}} and results["cost"]["flops_per_sample"][TASK] > 0
+    got = results.tasks[TASK]
+    assert got.type == "retrieval" and got.main_score == "mean_recall"
+    assert set(got.metrics) == set(got.trivial_baseline) == set(RETRIEVAL_METRICS)
+    assert results.robustness == {TASK: {}} and results.cost.flops_per_sample[TASK] > 0
     rows = json.loads((tmp_path / "run" / "predictions.json").read_text())[TASK]
     prepared = prepare_suite(suite_tasks("search"), cfg.data)
     test = prepared.splits[TASK]["test"]
     assert len(rows) == len(test) == 64 and len(rows[0]["text"]) == cfg.model.dim
     again = prepared.tasks[TASK].score_predictions(prepared.tasks[TASK].predictions_from_json(rows), test)
-    assert again == pytest.approx(got["metrics"], rel=1e-5, abs=1e-6)
+    assert again == pytest.approx(got.metrics, rel=1e-5, abs=1e-6)

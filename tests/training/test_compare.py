@@ -9,6 +9,7 @@ import pytest
 
 from mtl_bench.commands.compare import parse_grid, plan
 from mtl_bench.errors import UserError
+from mtl_bench.results.io import read_results
 from tests.conftest import run_cli
 
 
@@ -106,7 +107,7 @@ def test_a_grid_over_other_settings_names_rows_by_its_values(compared, tmp_path,
     out, _, _ = compared
 
     def stand_in(cfg, path, *args, **kwargs):
-        return json.loads((out / "runs" / cfg.sharing.name / f"seed{cfg.seed}" / "results.json").read_text())
+        return read_results(out / "runs" / cfg.sharing.name / f"seed{cfg.seed}" / "results.json")
 
     monkeypatch.setattr(compare_module, "run", stand_in)
     frame, _ = compare_module.compare(

@@ -73,6 +73,7 @@ def test_killed_run_resumes_to_the_same_results_in_the_same_mlflow_run(tmp_path,
 
     again = run_cli(*_args(killed, uri, data_dir), "--resume")  # a finished run is not run again
     assert again.returncode == 0 and "holds a finished run" in again.stderr
+    assert "test split" in again.stdout and f"MLflow run {run_id}" in again.stdout  # its results, read back
 
 
 def test_resume_without_a_checkpoint_is_one_line_exit_2(tmp_path):

@@ -77,8 +77,8 @@ def test_same_seed_same_numbers(cli_run, data_dir, tmp_path):
     cfg = build_config("ecommerce", "smoke", flags={"seed": 3}, sets=[f"data.dir={data_dir}", "train.progress=false"])
     second = run(cfg, output_dir=tmp_path / "again", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     for name in first["tasks"]:
-        assert second["tasks"][name]["metrics"] == first["tasks"][name]["metrics"]
-        assert second["tasks"][name]["best_val"] == first["tasks"][name]["best_val"]
+        assert second.tasks[name].metrics == first["tasks"][name]["metrics"]
+        assert second.tasks[name].best_val == first["tasks"][name]["best_val"]
 
 
 def test_trivial_baselines_match_hand_computation(cli_run, data_dir):
