@@ -7,7 +7,7 @@ with it, is imported only on ``WEIGHTINGS.get``; a module that registers a name 
 
 from mtl_bench.registry import Registry
 
-_OWN_MODULE = ("dbmtl", "dwa", "ew", "famo", "gradnorm", "rlw", "uw")
+_OWN_MODULE = ("dbmtl", "dwa", "ew", "famo", "fixed", "gradnorm", "rlw", "uw")
 _JACOBIAN = ("alignedmtl", "cagrad", "config", "dualproj", "fairgrad", "graddrop", "gradvac", "imtlg", "mgda",
              "nashmtl", "pcgrad", "upgrad")
 
