@@ -31,6 +31,12 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.target)
 
+    def take(self, indices: Any) -> TaskData:
+        """The items at ``indices`` (repeats allowed, as a bootstrap draws them), in that order."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        refs = None if self.references is None else [self.references[i] for i in idx.tolist()]
+        return TaskData({k: v[idx] for k, v in self.inputs.items()}, self.target[idx], refs)
+
 
 def to_float_pixels(name: str, value: Tensor) -> Tensor:
     """Image and video uint8 tensors -> float in [0, 1]; other modalities unchanged."""
