@@ -58,8 +58,8 @@ def relative_improvements(
 ) -> dict[str, float]:
     """Per task, 100 · s · (M - B)/B with s = +1 when higher is better, else -1: positive means better than B.
 
-    >>> relative_improvements({"a": 0.9, "b": 1.5}, {"a": 0.75, "b": 2.0}, {"a": True, "b": False})
-    {'a': 20.0, 'b': 25.0}
+    >>> relative_improvements({"a": 3.0, "b": 1.5}, {"a": 2.0, "b": 2.0}, {"a": True, "b": False})
+    {'a': 50.0, 'b': 25.0}
     """
     out = {}
     for task, higher in directions.items():
