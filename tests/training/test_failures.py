@@ -96,7 +96,7 @@ def test_output_dir_where_nothing_can_be_created_fails_before_training():
 def _disk_with_free(monkeypatch, free_mb: float) -> None:
     usage = shutil.disk_usage("/")
     fake = type(usage)(usage.total, usage.total - int(free_mb * 2**20), int(free_mb * 2**20))
-    monkeypatch.setattr("mtl_bench.commands.run.shutil.disk_usage", lambda path: fake)
+    monkeypatch.setattr("mtl_bench.training.disk.shutil.disk_usage", lambda path: fake)
 
 
 def test_full_disk_fails_before_anything_is_generated(tmp_path, monkeypatch):
