@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
 
-from mtl_bench.results import scores
 from mtl_bench.results.scores import delta_m, delta_p, mean_ci95, mean_rank
 
 T_975_DF1 = 12.706204736174707  # Student-t 0.975 quantile, 1 degree of freedom (n = 2 seeds)
@@ -17,10 +15,6 @@ DIRECTIONS = {"cls": {"acc": True, "f1": True}, "reg": {"loss": False}}
 BASELINE = {"cls": {"acc": 0.75, "f1": 0.50}, "reg": {"loss": 1.0}}
 METHOD = {"cls": {"acc": 0.80, "f1": 0.60}, "reg": {"loss": 0.9}}
 # Relative improvements by hand: acc +0.05/0.75 = +6.667 %, f1 +0.10/0.50 = +20 %, loss (lower is better) +10 %.
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(scores).failed == 0
 
 
 def test_delta_p_means_metrics_per_task_then_tasks() -> None:
