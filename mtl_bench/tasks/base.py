@@ -9,12 +9,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from mtl_bench.config.schema import ModelConfig
 from mtl_bench.heads import HEADS
+from mtl_bench.metrics.resample import ItemScorer, RecomputeScorer
 from mtl_bench.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -102,6 +104,36 @@ class TaskType(ABC):
         metrics = self.make_metrics()
         metrics.update(predictions, self.metric_target(data.target, data.references))
         return self.scores(metrics)
+
+    def item_scorer(self, predictions: Any, data: TaskData, metric: str | None = None) -> ItemScorer:
+        """``metric`` (default: the main score) of ``predictions`` on multisets of ``data``'s items, for resampling
+        test items (``metrics/resample.py``): ``scorer.score(idx)`` is
+        ``score_predictions(predictions[idx], data.take(idx))[metric]``.
+
+        This default recomputes that literally (one metric, every call): always right, slow for corpus metrics.
+        Task types override it with precomputed fast paths that give the same numbers.
+        """
+        metric = self.scored_metric(metric)
+
+        def recompute(indices: np.ndarray) -> float:
+            if isinstance(predictions, Tensor):
+                taken = predictions[torch.as_tensor(indices, dtype=torch.long)]
+            else:
+                taken = [predictions[i] for i in indices.tolist()]
+            part = data.take(indices)
+            one = MetricCollection({metric: self.all_metrics()[metric]}, compute_groups=False)
+            one.update(taken, self.metric_target(part.target, part.references))
+            return self.scores(one)[metric]
+
+        return RecomputeScorer(recompute, len(data))
+
+    def scored_metric(self, metric: str | None) -> str:
+        """``metric``, or the main score when None; a ValueError names an unknown one."""
+        metric = metric or self.spec.main_score
+        if metric not in self.all_metrics():
+            raise ValueError(f"task {self.spec.name!r}: metric {metric!r} is not one of "
+                             f"{', '.join(sorted(self.all_metrics()))}")
+        return metric
 
     def trivial_baseline(self, train: TaskData, test: TaskData) -> dict[str, float]:
         """Scores of the trivial predictor (fit on train, scored on test) under this task's metrics."""

@@ -21,7 +21,9 @@ from mtl_bench.data.batches import TaskData
 from mtl_bench.data.text import PAD_ID, caption_text
 from mtl_bench.heads import HEADS
 from mtl_bench.losses.distillation import softmax_kl
-from mtl_bench.metrics.captioning import caption_metrics
+from mtl_bench.metrics.captioning import caption_metrics, tokenised
+from mtl_bench.metrics.cider_resample import CiderScorer
+from mtl_bench.metrics.resample import ItemScorer
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 
@@ -68,6 +70,17 @@ class Captioning(TaskType):
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[str]:
         features = model.features(self.spec.name, self.inputs(batch))
         return self.ctx.decode(model.heads[self.spec.name].generate(features, beam_size=self.beam_size))
+
+    def item_scorer(self, predictions: list[str], data: TaskData, metric: str | None = None) -> ItemScorer:
+        """CIDEr-D: n-gram counts once, document frequencies and scores per block of replicates from sparse products
+        (``metrics/cider_resample.py``; a repeated item counts as often as drawn, as ``cider_d`` on the taken
+        corpus does). BLEU and ROUGE take the generic recomputation."""
+        metric = self.scored_metric(metric)
+        if metric != "cider":
+            return super().item_scorer(predictions, data, metric)
+        cider = self.all_metrics()["cider"]
+        return CiderScorer(*tokenised(predictions, self.metric_target(data.target, data.references)), cider.n,
+                           cider.sigma)
 
     def metric_target(self, target: Tensor, references: list[list[str]] | None) -> list[list[str]]:
         return references or []

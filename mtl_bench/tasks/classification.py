@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from mtl_bench.data.batches import TaskData
 from mtl_bench.losses.distillation import softmax_kl
+from mtl_bench.metrics.resample import ItemScorer, MacroF1Scorer, MeanScorer
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 
@@ -42,6 +43,15 @@ class Classification(TaskType):
 
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return model(self.spec.name, self.inputs(batch)).argmax(-1)
+
+    def item_scorer(self, predictions: Tensor, data: TaskData, metric: str | None = None) -> ItemScorer:
+        """Accuracy: per-item 0/1 hits (``per_item``, the mean over any multiset is the accuracy). Macro-F1: per
+        replicate confusion counts (``metrics/resample.MacroF1Scorer``)."""
+        metric = self.scored_metric(metric)
+        predicted, target = predictions.numpy(), data.target.numpy()
+        if metric == "accuracy":
+            return MeanScorer((predicted == target).astype(float))
+        return MacroF1Scorer(predicted, target, len(self.ctx.label_names))
 
     def predictions_from_json(self, rows: list[Any]) -> Tensor:
         """Class ids, each an integer in [0, number of classes)."""

@@ -23,7 +23,9 @@ from mtl_bench.data.batches import TaskData
 from mtl_bench.heads import HEADS
 from mtl_bench.losses.contrastive import info_nce
 from mtl_bench.losses.distillation import similarity_kl
+from mtl_bench.metrics.resample import ItemScorer
 from mtl_bench.metrics.retrieval import RETRIEVAL_METRICS, RetrievalScore
+from mtl_bench.metrics.retrieval_resample import RetrievalScorer
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 from mtl_bench.tasks.spec import TaskSpec
@@ -89,6 +91,17 @@ class Retrieval(TaskType):
         """Per sample, its L2-normalised (text, item) embeddings: [B, 2, D] float32."""
         text, item = self.embed(model, batch)
         return torch.stack([F.normalize(text.float(), dim=-1), F.normalize(item.float(), dim=-1)], dim=1)
+
+    def item_scorer(self, predictions: Tensor, data: TaskData, metric: str | None = None) -> ItemScorer:
+        """What the generic path computes on a multiset: its DISTINCT items, each a query once, against a gallery
+        of those items only (``RetrievalScore`` drops repeated sample ids); ranks come from one similarity matrix
+        and replicates where a tie decides the figure are recomputed generically (``metrics/retrieval_resample.py``
+        says why ``per_item`` is None and how this differs from the fixed-gallery IR convention)."""
+        metric = self.scored_metric(metric)
+        generic = super().item_scorer(predictions, data, metric)
+        if not torch.equal(data.target, torch.arange(len(data))):  # relevance is by sample id: the fast path needs
+            return generic  # ids 0..N-1, which encode_targets gives
+        return RetrievalScorer(predictions[:, 0], predictions[:, 1], metric, generic.score)
 
     def predictions_to_json(self, predictions: Tensor) -> list[Any]:  # type: ignore[override]
         """One ``{"text": [D floats], ITEM: [D floats]}`` per sample."""

@@ -11,6 +11,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from mtl_bench.data.batches import TaskData
 from mtl_bench.losses.distillation import sigmoid_bce
+from mtl_bench.metrics.resample import AveragePrecisionScorer, ItemScorer
 from mtl_bench.tasks import TASK_TYPES
 from mtl_bench.tasks.base import TaskType
 
@@ -48,6 +49,17 @@ class Tagging(TaskType):
 
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
         return torch.sigmoid(model(self.spec.name, self.inputs(batch)).float())
+
+    def item_scorer(self, predictions: Tensor, data: TaskData, metric: str | None = None) -> ItemScorer:
+        """mAP: per-tag rankings sorted once, AP per replicate from cumulative item counts
+        (``metrics/resample.AveragePrecisionScorer``; tags without positives in the multiset count as 0, as in
+        torchmetrics). F1 figures, and scores outside [0, 1] (which torchmetrics would pass through a sigmoid),
+        take the generic recomputation."""
+        metric = self.scored_metric(metric)
+        scores = predictions.double().numpy()
+        if metric != "map" or not ((scores >= 0) & (scores <= 1)).all():
+            return super().item_scorer(predictions, data, metric)
+        return AveragePrecisionScorer(scores, data.target.long().numpy())
 
     def metric_target(self, target: Tensor, references: list[list[str]] | None) -> Tensor:
         return target.long()
