@@ -50,7 +50,20 @@ def _compare_arguments(sub: Any) -> None:
     cmp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                      help="values to compare, e.g. --grid sharing=single-task,hard --grid fusion=early,late")
     cmp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
+    _paired_arguments(cmp, "CELL", "cell of the grid, as compare.md names it (default: the single-task cell)")
+    cmp.add_argument("--pairs", default="baseline", choices=["baseline", "all"], help="test every cell against the "
+                     "baseline (default), or every pair of cells")
+    cmp.add_argument("--detect", action="append", default=[], metavar="X | TASK=X", help="power: how many seeds "
+                     "would detect a difference X of every task's main score (or of TASK's, or delta_p=X in %%); "
+                     "repeatable")
     _add_common(cmp)
+
+
+def _paired_arguments(parser: argparse.ArgumentParser, metavar: str, what: str) -> None:
+    """Options of the paired comparisons, shared by ``compare`` and ``leaderboard show``."""
+    parser.add_argument("--baseline", default=None, metavar=metavar, help=f"compare against this {what}")
+    parser.add_argument("--replicates", type=int, default=None, help="bootstrap replicates of the paired tests "
+                        "(default 1000 for mean metrics, 500 for corpus metrics such as CIDEr-D and mAP)")
 
 
 def _pretrain_arguments(sub: Any) -> None:
@@ -112,6 +125,7 @@ def _leaderboard_arguments(sub: Any) -> None:
     show.add_argument("leaderboard", help="leaderboard name (leaderboards/NAME.yaml)")
     show.add_argument("--format", default="table", choices=["table", "md", "html", "csv"], help="default table")
     show.add_argument("--output", default=None, help="write to FILE instead of printing")
+    _paired_arguments(show, "NAME", "entry in paired tests (default: the leaderboard's baseline entry)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,14 +208,44 @@ def _compare(args: argparse.Namespace) -> None:
 
     for _, cfg in plan(args.suite, parse_grid(args.grid), args.seeds, args.profile, args.set, args.config):
         check_names(cfg)
+    detect = _detect(args.detect, args.suite)
+    _check_replicates(args.replicates)
     from mtl_bench.commands.compare import compare
     from mtl_bench.commands.printing import print_compare
+    from mtl_bench.results.comparisons import Statistics
 
+    statistics = Statistics(args.baseline, args.pairs, args.replicates, detect)
     frame, written = compare(
         args.suite, args.grid, seeds=args.seeds, profile=args.profile, sets=args.set, config_file=args.config,
         output_dir=args.output_dir, tracking_uri=args.tracking_uri, baselines_dir=args.baselines, submit=args.submit,
+        statistics=statistics,
     )
     print_compare(frame, written)
+
+
+def _detect(values: list[str], suite: str) -> dict[str, float]:
+    """--detect X (every task) / TASK=X / delta_p=X as {task or "*": X}; a bad value is a one-line error."""
+    from mtl_bench.tasks.catalog import get_suite
+
+    tasks = [*get_suite(suite).tasks, "delta_p"]
+    out = {}
+    for value in values:
+        key, _, number = value.rpartition("=")
+        if key and key not in tasks:
+            raise UserError(f"--detect {value}: {key!r} is not a task of suite {suite} (expected one of "
+                            f"{', '.join(tasks)})")
+        try:
+            out[key or "*"] = abs(float(number))
+        except ValueError:
+            raise UserError(f"--detect {value}: expected a number X or TASK=X, e.g. --detect 0.01") from None
+        if not 0 < out[key or "*"] < float("inf"):
+            raise UserError(f"--detect {value}: expected a positive finite difference")
+    return out
+
+
+def _check_replicates(replicates: int | None) -> None:
+    if replicates is not None and replicates < 2:
+        raise UserError(f"--replicates {replicates}: expected at least 2 bootstrap replicates")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -243,7 +287,8 @@ def _leaderboard(args: argparse.Namespace) -> None:
         rank = "unranked" if outcome.rank != outcome.rank else f"rank {outcome.rank:.0f} of {outcome.total}"
         print(f"accepted {outcome.entry.name!r} on leaderboard {args.leaderboard}: {rank}; stored as {outcome.path}")
         return
-    spec, frame = store.show(args.leaderboard)
+    _check_replicates(args.replicates)
+    spec, frame = store.show(args.leaderboard, baseline=args.baseline, replicates=args.replicates)
     if args.format == "table" and args.output is None:
         from rich.console import Console
 

@@ -10,6 +10,7 @@ Single-task cells run first, so every other run of the same seed finds its basel
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mtl_bench.config.grid import STRATEGY_KEYS, parse_grid, plan  # config work
 from mtl_bench.config.schema import RunConfig
 from mtl_bench.errors import UserError
 from mtl_bench.results import baselines
+from mtl_bench.results.comparisons import Statistics
 from mtl_bench.results.io import read_results, write_json_atomic
 from mtl_bench.results.schema import Results
 from mtl_bench.training.disk import check_writable
@@ -94,16 +96,19 @@ def compare(
     tracking_uri: str | None = None,
     baselines_dir: str | Path | None = None,
     submit: bool = False,
+    statistics: Statistics | None = None,
 ) -> tuple[Any, list[Path]]:
-    """Run (or reuse) every cell x seed, then write compare.csv / compare.md / compare.png into the output dir;
-    with ``submit``, also one leaderboard submission per cell (all its seeds) as ``submissions/<cell>.json``.
+    """Run (or reuse) every cell x seed, then write compare.csv / compare.md / compare.png into the output dir,
+    with the paired comparisons of ``statistics`` (default: each cell against single-task) in compare.md, paired.csv
+    and power.csv and the Pareto front in compare_front.png; with ``submit``, also one leaderboard submission per
+    cell (all its seeds) as ``submissions/<cell>.json``.
 
     SIGTERM or SIGINT raises ``Stopped`` naming the run (cell, seed) that was training; the parent MLflow run and
     that run's are marked KILLED.
     """
     with handle_stops():
         return _compare(suite, grid_items, seeds, profile, sets, config_file, output_dir, tracking_uri,
-                        baselines_dir, submit)
+                        baselines_dir, submit, statistics or Statistics())
 
 
 @dataclass
@@ -126,13 +131,13 @@ def _compare(
     tracking_uri: str | None,
     baselines_dir: str | Path | None,
     submit: bool,
+    statistics: Statistics,
 ) -> tuple[Any, list[Path]]:
     from mtl_bench.tracking.tracker import default_tracking_uri
 
     out = Path(output_dir) if output_dir is not None else Path("runs") / suite / "compare"
     runs = plan(suite, parse_grid(grid_items), seeds, profile, list(sets or []), config_file)
-    for _, cfg in runs:
-        validate(cfg, out)
+    _check_plan(runs, out, grid_items, statistics.baseline)
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or default_tracking_uri()
@@ -143,7 +148,7 @@ def _compare(
     try:
         collected = _run_all(runs, out, uri, root, parent.run_id, progress)
         progress.cell = None  # every run finished: the tables are being written
-        frame, written = _tables(_with_late_deltas(collected, root), grid_items, out, submit)
+        frame, written = _tables(_with_late_deltas(collected, root), grid_items, out, submit, statistics)
         for path in written:
             parent.log_artifact(path)
     except Stopped as stop:
@@ -188,17 +193,31 @@ def _with_late_deltas(collected: list[tuple[str, Results]], root: Path | None) -
     return done
 
 
-def _tables(collected: list[tuple[str, Results]], grid_items: list[str], out: Path, submit: bool
-            ) -> tuple[Any, list[Path]]:
-    """compare.csv / .md / .png, and with ``submit`` one submission per cell (all its seeds)."""
+def _row_name(cell: str, config: dict[str, Any], grid_items: list[str]) -> str:
+    """A cell's row: named by sharing/fusion/weighting, or by the grid's values when it varies anything else."""
+    from mtl_bench.results.table import config_label
+
+    return config_label(config) if set(parse_grid(grid_items)) <= STRATEGY_KEYS else cell
+
+
+def _check_plan(runs: list[tuple[str, RunConfig]], out: Path, grid_items: list[str], baseline: str | None) -> None:
+    """Every run can go into ``out``, and --baseline names a cell of the grid (as the plan or the table names it),
+    before anything runs."""
+    for _, cfg in runs:
+        validate(cfg, out)
+    names = {n for cell, cfg in runs for n in (cell, _row_name(cell, cfg.model_dump(mode="json"), grid_items))}
+    if baseline is not None and baseline not in names:
+        raise UserError(f"--baseline {baseline!r}: not a cell of this grid (cells: {', '.join(sorted(names))})")
+
+
+def _tables(collected: list[tuple[str, Results]], grid_items: list[str], out: Path, submit: bool,
+            statistics: Statistics) -> tuple[Any, list[Path]]:
+    """compare.csv / .md / .png with the paired statistics, and with ``submit`` one submission per cell."""
     from mtl_bench.results.table import compare_frame, write_compare
 
-    # rows are named by sharing/fusion/weighting, or by the grid's values when it varies anything else
-    if set(parse_grid(grid_items)) <= STRATEGY_KEYS:
-        frame = compare_frame([results for _, results in collected])
-    else:
-        cell_of = {id(results): cell for cell, results in collected}
-        frame = compare_frame([results for _, results in collected], label=lambda r: cell_of[id(r)])
+    row_of = {id(results): _row_name(cell, results.config, grid_items) for cell, results in collected}
+    frame = compare_frame([results for _, results in collected], label=lambda r: row_of[id(r)])
+    frame = _statistics(frame, collected, grid_items, out, statistics)
     written = write_compare(frame, out)
     if submit:
         from mtl_bench.leaderboard.submission import make_submission, write_submission
@@ -209,3 +228,31 @@ def _tables(collected: list[tuple[str, Results]], grid_items: list[str], out: Pa
         for name, dirs in cell_dirs.items():
             written.append(write_submission(out / "submissions" / f"{name}.json", make_submission(dirs)))
     return frame, written
+
+
+def _statistics(frame: Any, collected: list[tuple[str, Results]], grid_items: list[str], out: Path,
+                statistics: Statistics) -> Any:
+    """Mean-rank CI and Pareto front from the runs' scores; paired comparisons and power from their predictions."""
+    from mtl_bench.evaluation.rescore import run_scorers
+    from mtl_bench.results.comparisons import add_paired
+    from mtl_bench.results.ranking import add_rank_and_front
+
+    run_dirs: dict[str, list[Path]] = {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    mains, single_task = {}, set()
+    for cell, results in collected:
+        row = _row_name(cell, results.config, grid_items)
+        run_dirs.setdefault(row, []).append(out / "runs" / cell / f"seed{results.seed}")
+        per_seed.setdefault(row, {})[results.seed] = {t: r.metrics[r.main_score] for t, r in results.tasks.items()}
+        mains |= {t: (r.main_score, r.higher_is_better) for t, r in results.tasks.items()}
+        if results.config["sharing"]["name"] == "single-task":
+            single_task.add(row)
+    names = {cell: _row_name(cell, results.config, grid_items) for cell, results in collected}
+    baseline = names.get(statistics.baseline, statistics.baseline)
+    single = baseline if baseline in single_task else (next(iter(single_task)) if len(single_task) == 1 else None)
+    frame = add_rank_and_front(frame, per_seed, mains, single)
+    started = time.perf_counter()
+    frame = add_paired(frame, run_scorers(run_dirs), mains, baseline or single, single, statistics)
+    print(f"paired statistics: {len(frame.attrs['paired'])} comparison(s) in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return frame

@@ -16,7 +16,7 @@ import pandas as pd
 import mtl_bench
 from mtl_bench.errors import UserError
 from mtl_bench.leaderboard.definition import LeaderboardSpec, load_leaderboard
-from mtl_bench.leaderboard.render import board_frame, markdown
+from mtl_bench.leaderboard.render import board_frame, markdown, with_paired
 from mtl_bench.leaderboard.submission import Accepted, Submission, digest, read_submission
 from mtl_bench.leaderboard.verify import verify
 from mtl_bench.results.io import write_json_atomic, write_text_atomic
@@ -74,7 +74,10 @@ def submit(file: str | Path, leaderboard: str, name: str | None = None) -> Outco
     return Outcome(entry, path, rank, len(entries))
 
 
-def show(leaderboard: str) -> tuple[LeaderboardSpec, pd.DataFrame]:
-    """The leaderboard and its ranked frame (``render.render`` or ``render.rich_table`` display it)."""
+def show(leaderboard: str, baseline: str | None = None, replicates: int | None = None
+         ) -> tuple[LeaderboardSpec, pd.DataFrame]:
+    """The leaderboard and its ranked frame with each entry's paired test against ``baseline`` (default: the
+    leaderboard's baseline entry); ``render.render`` or ``render.rich_table`` display it."""
     spec = load_leaderboard(leaderboard)
-    return spec, board_frame(spec, accepted_entries(spec))
+    entries = accepted_entries(spec)
+    return spec, with_paired(spec, entries, board_frame(spec, entries), baseline, replicates)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mtl_bench.config.schema import DataConfig, RunConfig
 from mtl_bench.errors import UserError
+from mtl_bench.evaluation.rescore import prepared_suite, task_predictions
 from mtl_bench.leaderboard.definition import LeaderboardSpec
 from mtl_bench.leaderboard.submission import Submission, without_seed
 
@@ -76,30 +77,26 @@ def _check_tasks(sub: Submission, spec: LeaderboardSpec, source: str) -> None:
 
 def recompute(sub: Submission, source: str) -> list[dict[str, dict[str, float]]]:
     """Per seed, {task: {metric: value}} recomputed from the predictions against freshly prepared test labels."""
-    from mtl_bench.data.prepare import prepare_suite
-    from mtl_bench.tasks.catalog import suite_tasks
-
-    cfg = RunConfig.model_validate(sub.runs[0].results.config)
-    data = cfg.data.model_copy(update={"dir": DataConfig().dir})  # this machine's cache, not the submitter's
-    prepared = prepare_suite(suite_tasks(sub.suite), data, cfg.model.text_encoder)
-    if prepared.fingerprint != sub.data_fingerprint:
-        raise UserError(f"{source}: field 'config.data' gives data with fingerprint {prepared.fingerprint!r}, not the "
-                        f"claimed {sub.data_fingerprint!r}")
+    prepared = submission_test_data(sub, source)
     out = []
     for i, run in enumerate(sub.runs):
         scores: dict[str, dict[str, float]] = {}
         for name, rows in sorted(run.predictions.items()):
-            task, test = prepared.tasks[name], prepared.splits[name]["test"]
-            where = f"{source}: field 'runs.{i}.predictions.{name}'"
-            if len(rows) != len(test):
-                raise UserError(f"{where}: {len(rows)} predictions for {len(test)} test samples")
-            try:
-                predictions = task.predictions_from_json(rows)
-            except ValueError as exc:
-                raise UserError(f"{where}: {exc}") from None
-            scores[name] = task.score_predictions(predictions, test)
+            predictions = task_predictions(prepared, name, rows, f"{source}: field 'runs.{i}.predictions.{name}'")
+            scores[name] = prepared.tasks[name].score_predictions(predictions, prepared.splits[name]["test"])
         out.append(scores)
     return out
+
+
+def submission_test_data(sub: Submission, source: str) -> Any:
+    """The suite prepared from the submission's data settings in this machine's data cache (not the submitter's),
+    which must carry the claimed fingerprint."""
+    cfg = RunConfig.model_validate(sub.runs[0].results.config)
+    prepared = prepared_suite(cfg, cfg.data.model_copy(update={"dir": DataConfig().dir}))
+    if prepared.fingerprint != sub.data_fingerprint:
+        raise UserError(f"{source}: field 'config.data' gives data with fingerprint {prepared.fingerprint!r}, not the "
+                        f"claimed {sub.data_fingerprint!r}")
+    return prepared
 
 
 def _compare_claims(sub: Submission, recomputed: list[dict[str, dict[str, float]]], source: str) -> None:

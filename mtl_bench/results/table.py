@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from mtl_bench.results.comparisons import PAIRED_COLUMNS, PowerLine, paired_markdown, power_markdown
 from mtl_bench.results.io import write_bytes_atomic, write_text_atomic
+from mtl_bench.results.ranking import RANK_HIGH, RANK_LOW, front_markdown, front_png
 from mtl_bench.results.schema import Results
 from mtl_bench.results.scores import Directions, delta_m, delta_p, mean_ci95, mean_rank
 
@@ -43,7 +45,11 @@ def cell_label(results: Results) -> str:
     Options are compared as written in the config (its default is ``{}``), keys sorted, so the same options always
     give the same label: ``hard/early/ew weighting={"alpha":1.5}``.
     """
-    config = results.config
+    return config_label(results.config)
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """``cell_label`` of a resolved config (a run's ``config`` as JSON)."""
     label = "/".join(str(config[axis]["name"]) for axis in AXES)
     options = [
         f"{axis}={json.dumps(config[axis]['options'], sort_keys=True, separators=(',', ':'))}"
@@ -215,6 +221,8 @@ def _decimals(column: pd.Series) -> int:
 
 def _format(column: str, row: pd.Series, decimals: int) -> str:
     value = row[column]
+    if isinstance(value, bool | np.bool_):
+        return "✓" if value else ""
     if not _is_number(value) and not isinstance(value, np.number):
         return str(value).replace("|", "\\|")
     value = float(value)
@@ -226,6 +234,8 @@ def _format(column: str, row: pd.Series, decimals: int) -> str:
     if f"{column}{CI}" in row.index:
         ci = float(row[f"{column}{CI}"])
         text += " (1 seed)" if math.isnan(ci) and row.get("seeds") == 1 else f" ± {_number(ci, decimals)}"
+    if column == "mean_rank" and not math.isnan(float(row.get(RANK_LOW, math.nan))):
+        text += f" [{_number(float(row[RANK_LOW]), decimals)}, {_number(float(row[RANK_HIGH]), decimals)}]"
     return text
 
 
@@ -234,7 +244,11 @@ def display_cells(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str
     directions = frame.attrs.get("higher_is_better", {})
     headers = [_LABELS.get(c, f"{c} {'↑' if directions[c] else '↓'}" if c in directions else c) for c in columns]
     decimals = {c: _decimals(frame[c]) for c in columns}
-    rows = [[_format(c, row, decimals[c]) for c in columns] for _, row in frame.iterrows()]
+    marks = frame.attrs.get("marks", {})  # {row name: {column: ▲ / ▼ / =}}, paired verdicts against a baseline
+    rows = []
+    for _, row in frame.iterrows():
+        mine = marks.get(row.get("cell", row.get("name")), {})
+        rows.append([_format(c, row, decimals[c]) + (f" {mine[c]}" if c in mine else "") for c in columns])
     return headers, rows
 
 
@@ -246,15 +260,35 @@ def markdown_table(frame: pd.DataFrame, columns: Sequence[str], text_columns: Se
 
 def compare_markdown(frame: pd.DataFrame) -> str:
     """The table as markdown, "mean ± ci" per cell, all-NaN columns and the per-axis names left out, plus a legend."""
-    columns = [c for c in frame.columns if c not in AXES and not c.endswith(CI) and frame[c].notna().any()]
+    hidden = {*AXES, RANK_LOW, RANK_HIGH}
+    columns = [c for c in frame.columns if c not in hidden and not c.endswith(CI) and frame[c].notna().any()]
     title = f"# mtl-bench compare: {frame.attrs['suite']}" if "suite" in frame.attrs else "# mtl-bench compare"
     lines = [title, "", *markdown_table(frame, columns), "", LEGEND]
+    if RANK_LOW in frame.columns and frame[RANK_LOW].notna().any():
+        lines.append("Mean rank [low, high]: 95% percentile bootstrap interval over the seeds every cell has.")
+    if frame.attrs.get("marks"):
+        lines.append(f"▲ / ▼ / = beside a mean: better / worse than {frame.attrs['baseline']} / tie, in the paired "
+                     "test below (Holm-adjusted).")
     if frame.attrs.get("missing_baseline_seeds"):
         seeds = ", ".join(str(s) for s in frame.attrs["missing_baseline_seeds"])
         lines.append(f"No single-task baseline for seed(s) {seeds}: Δp and Δm of their cells are n/a.")
     if frame.attrs.get("skipped_metrics"):
         lines.append(f"Left out of Δ (baseline value 0): {', '.join(frame.attrs['skipped_metrics'])}.")
+    lines += _statistics_sections(frame)
     return "\n".join(lines) + "\n"
+
+
+def _statistics_sections(frame: pd.DataFrame) -> list[str]:
+    """The Pareto front line, the paired comparisons and the power lines, where the frame carries them."""
+    lines = [line for line in front_markdown(frame) if line]
+    if frame.attrs.get("paired_note"):
+        lines.append(frame.attrs["paired_note"])
+    paired = frame.attrs.get("paired")
+    for section in (paired_markdown(pd.DataFrame(paired) if paired else None),
+                    power_markdown([PowerLine(**p) for p in frame.attrs.get("power", [])])):
+        if section:
+            lines += ["", *section]
+    return lines
 
 
 def compare_png(frame: pd.DataFrame) -> bytes:
@@ -287,10 +321,19 @@ def compare_png(frame: pd.DataFrame) -> bytes:
 
 
 def write_compare(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """compare.csv (full precision), compare.md and compare.png in ``out_dir``, each written atomically."""
+    """compare.csv (full precision), compare.md and compare.png in ``out_dir``, each written atomically; with paired
+    statistics in ``frame.attrs`` also paired.csv, power.csv and compare_front.png (the Pareto front)."""
     out_dir = Path(out_dir)
-    return [
+    written = [
         write_text_atomic(out_dir / "compare.csv", frame.to_csv(index=False)),
         write_text_atomic(out_dir / "compare.md", compare_markdown(frame)),
         write_bytes_atomic(out_dir / "compare.png", compare_png(frame)),
     ]
+    if "paired" in frame.attrs:
+        paired = pd.DataFrame(frame.attrs["paired"], columns=list(PAIRED_COLUMNS))
+        written.append(write_text_atomic(out_dir / "paired.csv", paired.to_csv(index=False)))
+        power = pd.DataFrame(frame.attrs.get("power", []), columns=list(PowerLine._fields))
+        written.append(write_text_atomic(out_dir / "power.csv", power.to_csv(index=False)))
+    if (png := front_png(frame)) is not None:
+        written.append(write_bytes_atomic(out_dir / "compare_front.png", png))
+    return written
