@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mtl_bench.config.schema import DataConfig, RunConfig
 from mtl_bench.errors import UserError
 
@@ -43,34 +41,16 @@ def task_predictions(prepared: Any, name: str, rows: Sequence[Any], where: str) 
         raise UserError(f"{where}: {exc}") from None
 
 
-class _Resampled:
-    """Stand-in item scorer: the task's main score recomputed with ``score_predictions`` on each item multiset."""
-
-    def __init__(self, task: Any, predictions: Any, data: Any) -> None:
-        self.task, self.predictions, self.data = task, predictions, data
-        self.n_items, self.per_item = len(data), None
-
-    def score(self, indices: np.ndarray) -> float:
-        idx = np.asarray(indices)
-        subset = self.predictions[idx] if hasattr(self.predictions, "shape") else [self.predictions[i] for i in idx]
-        return float(self.task.score_predictions(subset, self.data.take(idx))[self.task.spec.main_score])
-
-
-def item_scorer(task: Any, predictions: Any, data: Any) -> Any:
-    """``task.item_scorer(predictions, data)``, or the stand-in for a task type without one."""
-    make = getattr(task, "item_scorer", None)
-    return make(predictions, data) if make is not None else _Resampled(task, predictions, data)
-
-
 def item_scorers(prepared: Any, predictions: Mapping[str, Sequence[Any]], where: str,
                  tasks: Sequence[str] | None = None) -> dict[str, Any]:
-    """{task: item scorer} of one seed's predictions (JSON rows per task) against the prepared test split."""
+    """{task: item scorer} (``TaskType.item_scorer``: the main score on resampled test items) of one seed's
+    predictions (JSON rows per task) against the prepared test split."""
     out = {}
     for name in sorted(tasks if tasks is not None else predictions):
         if name not in predictions:
             raise UserError(f"{where}: no predictions of task {name!r}")
         decoded = task_predictions(prepared, name, predictions[name], f"{where}: task {name}")
-        out[name] = item_scorer(prepared.tasks[name], decoded, prepared.splits[name]["test"])
+        out[name] = prepared.tasks[name].item_scorer(decoded, prepared.splits[name]["test"])
     return out
 
 

@@ -14,11 +14,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from mtl_bench.errors import UserError
+from mtl_bench.results.fronts import hypervolume
 from mtl_bench.results.io import write_text_atomic
 from mtl_bench.sweeps.storage import default_storage, load_study, open_storage, shown
 
@@ -169,7 +171,23 @@ def _best_section(study: optuna.Study, names: list[str]) -> list[str]:
     front = sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))  # best first objective first
     rows = pd.DataFrame([{"trial": t.number, **dict(zip(names, t.values, strict=True)), **t.params} for t in front])
     return ["## Pareto front", "", f"{len(front)} trial(s) that no other completed trial beats on every objective:",
-            "", markdown_table(rows)]
+            "", markdown_table(rows), "", front_hypervolume(study, front)]
+
+
+def front_hypervolume(study: optuna.Study, front: list[Any]) -> str:
+    """The front's hypervolume, objectives signed so that higher is better, from the nadir of the completed trials.
+
+    The reference point is the worst value of each objective over all completed trials (a sweep's objectives have
+    no fixed scale, unlike compare's relative improvements): a trial at the nadir adds nothing, and the number
+    compares fronts of the same study as it grows, not of different studies.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    signs = np.array([1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions])
+    nadir = (np.array([t.values for t in complete], dtype=float) * signs).min(axis=0)
+    volume = hypervolume(np.array([t.values for t in front], dtype=float) * signs, nadir)
+    worst = ", ".join(f"{v:.4g}" for v in nadir * signs)
+    return (f"Hypervolume of the front: {volume:.4g} (objectives signed so that higher is better; reference point: "
+            f"the worst completed value of each objective, ({worst}); comparable within this study only).")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
