@@ -48,10 +48,10 @@ def item_counts(index_matrix: np.ndarray, n_items: int) -> np.ndarray:
 
 
 class ItemScorer:
-    """One (predictions, split)'s score on item multisets; subclasses override ``score`` or ``scores``.
+    """One (predictions, split)'s score on item multisets.
 
-    The base ``scores`` loops over ``score``; a vectorised subclass overrides ``_scores`` (rows already checked)
-    and inherits a ``score`` that scores one row.
+    ``score`` and ``scores`` check the indices, then call ``_score`` (one row) or ``_scores`` (a matrix): a subclass
+    overrides one of the two; by default ``_scores`` loops over ``_score`` and ``_score`` scores a one-row matrix.
     """
 
     n_items: int

@@ -101,7 +101,8 @@ class Retrieval(TaskType):
         generic = super().item_scorer(predictions, data, metric)
         if not torch.equal(data.target, torch.arange(len(data))):  # relevance is by sample id: the fast path needs
             return generic  # ids 0..N-1, which encode_targets gives
-        return RetrievalScorer(predictions[:, 0], predictions[:, 1], metric, generic.score)
+        # float32 first, as RetrievalScore.update stores them, so the similarities are the generic path's
+        return RetrievalScorer(predictions[:, 0].float(), predictions[:, 1].float(), metric, generic.score)
 
     def predictions_to_json(self, predictions: Tensor) -> list[Any]:  # type: ignore[override]
         """One ``{"text": [D floats], ITEM: [D floats]}`` per sample."""
