@@ -7,7 +7,8 @@ Default store: a sqlite file (``sqlite:///<cwd>/mlflow.db``) with artifacts besi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise opening a sqlite store across processes: the first access creates and migrates its tables, and two
+    runs started together on a new file (two at a time on 2 cores) otherwise both migrate it and one fails
+    (alembic "expected to match one row"). A server store needs no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock
+
+    db = Path(tracking_uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        yield
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
     """For a sqlite store, artifacts go to ``mlartifacts/`` beside the database file (not into the cwd)."""
     if tracking_uri.startswith("sqlite:///"):
@@ -53,28 +70,32 @@ class Tracker:
         run_id: str | None = None,
     ) -> None:
         """A new run, or (``run_id`` given and still in the store) that run reopened as RUNNING."""
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        with _store_lock(tracking_uri):  # also makes "find or create the experiment" one step
+            self.client = MlflowClient(tracking_uri)
+            self.run_id = self._open(experiment, run_name, tags, run_id)
+
+    def _open(self, experiment: str, run_name: str, tags: dict[str, str] | None, run_id: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
         if run_id is not None:
             try:
                 if self.client.get_run(run_id).info.lifecycle_stage == "active":
                     self.client.update_run(run_id, status="RUNNING")
-                    self.run_id = run_id
-                    return
+                    return run_id
             except MlflowException:
                 pass  # deleted or from another store: start a new run
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
-            root = _artifact_root(tracking_uri)
+            root = _artifact_root(self.tracking_uri)
             experiment_id = self.client.create_experiment(
                 experiment, artifact_location=f"{root}/{experiment}" if root else None
             )
         else:
             experiment_id = found.experiment_id
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+        return self.client.create_run(experiment_id, run_name=run_name, tags=tags or {}).info.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
