@@ -251,6 +251,10 @@ def _statistics(frame: Any, collected: list[tuple[str, Results]], grid_items: li
     baseline = names.get(statistics.baseline, statistics.baseline)
     single = baseline if baseline in single_task else (next(iter(single_task)) if len(single_task) == 1 else None)
     frame = add_rank_and_front(frame, per_seed, mains, single)
+    if len(fingerprints := sorted({results.data_fingerprint for _, results in collected})) > 1:
+        frame.attrs["paired_note"] = (f"No paired comparisons: the cells were tested on different data (fingerprints "
+                                      f"{', '.join(fingerprints)}); pairing needs the same test items.")
+        return frame
     started = time.perf_counter()
     frame = add_paired(frame, run_scorers(run_dirs), mains, baseline or single, single, statistics)
     print(f"paired statistics: {len(frame.attrs['paired'])} comparison(s) in {time.perf_counter() - started:.1f} s",
