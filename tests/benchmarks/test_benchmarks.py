@@ -114,3 +114,39 @@ def test_profile_step(bench, data_dir: Path) -> None:
     tasks = ["product-captioning", "product-classification", "video-tagging"]  # the suite may hold more
     assert {"phase:backward", "phase:optimizer", *(f"phase:forward {t}" for t in tasks)} <= set(out["ranges"])
     assert {"part:sharing.backbone.encoders.image", "part:sharing.backbone.fusion"} <= set(out["ranges"])
+
+
+class _Scorer:
+    """A stand-in item scorer: per-item values (a mean metric) or, with ``mean=False``, a corpus metric (the mean of
+    the squared values, so that it has no per-item decomposition)."""
+
+    def __init__(self, values, mean: bool = True) -> None:
+        import numpy as np
+
+        self.values = np.asarray(values, dtype=float)
+        self.n_items = len(self.values)
+        self.per_item = self.values if mean else None
+
+    def score(self, indices):
+        return float(self.scores(indices[None])[0])
+
+    def scores(self, index_matrix):
+        picked = self.values[index_matrix]
+        return picked.mean(1) if self.per_item is not None else (picked**2).mean(1)
+
+
+def test_noise_components_are_the_anova_ones_for_mean_metrics_and_the_bootstrap_ones_for_corpus_metrics(bench):
+    import numpy as np
+
+    from mtl_bench.results import paired, power
+
+    noise = bench("noise")
+    values = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    assert noise.components({s: _Scorer(v) for s, v in enumerate(values)}, 50) == power.variance_components(values)
+    corpus = {s: _Scorer(v + s, mean=False) for s, v in enumerate(values)}
+    _, items = paired.draws(3, {"t": 4}, 50, 0)
+    reps = np.stack([corpus[s].scores(items["t"]) for s in range(3)], axis=1)
+    observed = np.array([corpus[s].score(np.arange(4)) for s in range(3)])
+    assert noise.components(corpus, 50) == power.components_from_bootstrap(observed, reps, 4)
+    lines = noise.table({"a": {s: {"t": _Scorer(v)} for s, v in enumerate(values)}}, {"t": "accuracy"}, 50)
+    assert lines[2].startswith("| a | t (accuracy) | 3 | 4 | 0.6667 | ")
