@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtl_bench.errors import UserError, field_error
-from mtl_bench.results.io import read_results, write_json_atomic
+from mtl_bench.results.io import read_json, read_results, write_json_atomic
 from mtl_bench.results.schema import Results
 
 SUBMISSION_VERSION = 1
@@ -101,12 +101,7 @@ def write_submission(path: Path, submission: dict[str, Any]) -> Path:
 
 def read_submission(path: Path) -> Submission:
     """A submission file, schema-checked; every problem is one UserError naming the file and the field."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read submission: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    raw = read_json(path, "submission")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     try:

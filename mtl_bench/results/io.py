@@ -42,15 +42,21 @@ def write_json_atomic(path: str | Path, obj: Any, compact: bool = False) -> Path
     return write_text_atomic(path, text + "\n")
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON value in ``path``; a one-line UserError naming the file when it cannot be read (``what``: "results",
+    "submission") or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+
+
 def read_results(path: str | Path) -> Results:
     """A results.json, checked against the schema; a UserError naming the file (and the field) when it cannot be read,
     is not JSON or does not fit ``Results`` (e.g. written by an mtl-bench of another ``SCHEMA_VERSION``)."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read results: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    raw = read_json(path, "results")
     try:
         return Results.model_validate(raw)
     except ValidationError as exc:
