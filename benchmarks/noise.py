@@ -55,18 +55,12 @@ def table(cells: dict[str, dict[int, dict[str, Any]]], mains: dict[str, str], re
 
 
 def leaderboard_scorers(name: str) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[str, str]]:
-    from mtl_bench.evaluation.rescore import item_scorers
     from mtl_bench.leaderboard.definition import load_leaderboard
+    from mtl_bench.leaderboard.render import entry_scorers
     from mtl_bench.leaderboard.store import accepted_entries
-    from mtl_bench.leaderboard.verify import submission_test_data
 
     spec = load_leaderboard(name)
-    cells = {}
-    for entry in accepted_entries(spec):
-        prepared = submission_test_data(entry, entry.name)
-        cells[entry.name] = {run.results.seed: item_scorers(prepared, run.predictions, entry.name, list(spec.tasks))
-                             for run in entry.runs}
-    return cells, dict(spec.tasks)
+    return entry_scorers(spec, accepted_entries(spec)), dict(spec.tasks)
 
 
 def runs_scorers(specs: list[str]) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[str, str]]:

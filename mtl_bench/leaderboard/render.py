@@ -98,23 +98,30 @@ def _baseline_entry(spec: LeaderboardSpec, entries: list[Submission], wanted: st
     return single[0] if len(single) == 1 else None
 
 
-def with_paired(spec: LeaderboardSpec, entries: list[Submission], frame: pd.DataFrame, baseline: str | None = None,
-                replicates: int | None = None) -> pd.DataFrame:
-    """The ranked frame with every entry's paired test against the baseline entry (verdict marks beside the means;
-    the numbers as ``paired <quantity> <field>`` columns), scored from the submitted test predictions."""
+def entry_scorers(spec: LeaderboardSpec, entries: list[Submission]) -> dict[str, dict[int, dict[str, Any]]]:
+    """{entry: {seed: {task: item scorer}}} from the submitted test predictions (``evaluation/rescore.py``)."""
     from mtl_bench.evaluation.rescore import item_scorers
     from mtl_bench.leaderboard.verify import submission_test_data
-    from mtl_bench.results.comparisons import Statistics, add_paired
 
-    base = _baseline_entry(spec, entries, baseline)
-    if frame.empty or base is None:
-        return frame
     scorers = {}
     for entry in entries:
         prepared = submission_test_data(entry, f"submission {entry.name}")
         scorers[entry.name] = {run.results.seed: item_scorers(prepared, run.predictions, f"submission {entry.name}: "
                                                               f"seed {run.results.seed}", list(spec.tasks))
                                for run in entry.runs}
+    return scorers
+
+
+def with_paired(spec: LeaderboardSpec, entries: list[Submission], frame: pd.DataFrame, baseline: str | None = None,
+                replicates: int | None = None) -> pd.DataFrame:
+    """The ranked frame with every entry's paired test against the baseline entry (verdict marks beside the means;
+    the numbers as ``paired <quantity> <field>`` columns), scored from the submitted test predictions."""
+    from mtl_bench.results.comparisons import Statistics, add_paired
+
+    base = _baseline_entry(spec, entries, baseline)
+    if frame.empty or base is None:
+        return frame
+    scorers = entry_scorers(spec, entries)
     first = entries[0].runs[0].results.tasks
     mains = {t: (m, first[t].higher_is_better) for t, m in sorted(spec.tasks.items())}
     single = spec.baseline if spec.baseline in scorers else None
